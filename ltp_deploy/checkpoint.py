@@ -1,0 +1,314 @@
+"""Checkpoint folders in, ``PrunedClassifier`` + ``PruningSpec`` out; and the folder format the project writes.
+
+Two layouts load:
+
+* **Original LTP** (``config.json`` with ``model_type: "ltp"``): RoBERTa weights under ``ibert.``, I-BERT
+  quantisation buffers (dropped), per-layer ``...pruner.keep_threshold`` deltas; thresholds are rebuilt as
+  ``final_token_threshold * i / L + delta_i``, or the top-k schedule from ``token_keep_rate``.
+* **Hugging Face** ``BertForSequenceClassification`` / ``RobertaForSequenceClassification`` (or the bare
+  ``BertModel`` / ``RobertaModel`` encoder, whose head is then freshly initialised), weights in safetensors or
+  ``pytorch_model.bin``, plus an optional ``pruning_spec.json``. Without one the model is dense.
+
+Pickled weights load with ``torch.load(weights_only=True)``: no code in a checkpoint ever runs.
+
+Example::
+
+    ckpt = load_checkpoint("runs/sst2-ltp")
+    logits, kept = ckpt.model(input_ids, attention_mask, token_type_ids)
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ltp_deploy.atomic import atomic_dir
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.model import ARCHS, EncoderConfig, PrunedClassifier
+from ltp_deploy.spec import PruningSpec, ltp_keep_rates, ltp_thresholds
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "ltp_deploy.json"  # provenance written by train / calibrate
+SUPPORTED_ARCHITECTURES = {
+    "BertForSequenceClassification": ("bert", True),
+    "RobertaForSequenceClassification": ("roberta", True),
+    "LTPForSequenceClassification": ("roberta", True),
+    "BertModel": ("bert", False),  # encoder only: the classification head starts untrained
+    "RobertaModel": ("roberta", False),
+}
+# I-BERT buffers in LTP checkpoints that a float model does not use.
+_LTP_DROP_SUFFIXES = (
+    ".weight_integer", ".bias_integer", ".fc_scaling_factor", ".weight_scaling_factor", ".x_min", ".x_max",
+    ".act_scaling_factor", "LayerNorm.shift", "embeddings.position_ids",
+)
+_LTP_THRESHOLD_KEY = "roberta.encoder.layer.{}.attention.self.pruner.keep_threshold"
+_BUFFER_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the network (in eval mode), its pruning spec, and where it came from."""
+
+    model: PrunedClassifier
+    spec: PruningSpec | None
+    path: Path
+    format: str  # "ltp" or "hf"
+    hf_config: dict  # the parsed config.json, kept to write it back
+    head_initialized: bool = False  # True when the folder held an encoder only and the head is untrained
+    metadata: dict = field(default_factory=dict)  # ltp_deploy.json written by train/calibrate, if any
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.model.config
+
+    def describe(self) -> dict:
+        """What ``ltp-deploy inspect`` prints for a checkpoint."""
+        cfg = self.config
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "architecture": cfg.arch,
+            "layers": cfg.num_layers,
+            "hidden_size": cfg.hidden_size,
+            "heads": cfg.num_heads,
+            "num_labels": cfg.num_labels,
+            "labels": list(cfg.id2label) if cfg.id2label else None,
+            "max_length": cfg.max_length,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "head": "untrained (encoder-only checkpoint)" if self.head_initialized else "trained",
+            "pruning": self.spec.to_dict() if self.spec else "dense",
+        }
+
+
+def load_checkpoint(path: str | Path, spec: PruningSpec | None = None, dense: bool = False) -> Checkpoint:
+    """Load an LTP or Hugging Face checkpoint folder.
+
+    Args:
+        path: the checkpoint folder (``config.json`` + weights).
+        spec: overrides the folder's own pruning spec.
+        dense: ignore any pruning spec (the A/B baseline with the same weights).
+
+    Returns:
+        A ``Checkpoint`` whose model is in eval mode on the CPU.
+
+    Raises:
+        LtpDeployError: missing folder or files, unknown model type or architecture, unsupported prune mode,
+            weights that do not match the config (the key and shapes are named), a file that is not a checkpoint.
+    """
+    folder = _checkpoint_folder(path)
+    hf_config = _read_json(folder / CONFIG_FILE)
+    state = _read_weights(folder)
+    if hf_config.get("model_type") == "ltp":
+        cfg = EncoderConfig.from_hf(hf_config, arch="roberta")
+        state, folder_spec = _ltp_state_and_spec(state, hf_config, cfg.num_layers)
+        fmt, has_head = "ltp", True
+    else:
+        arch, has_head = _architecture(hf_config)
+        cfg = EncoderConfig.from_hf(hf_config, arch=arch)
+        state = _hf_state(state, arch)
+        folder_spec = PruningSpec.load(folder)
+        fmt = "hf"
+    chosen = None if dense else (spec or folder_spec)
+    model = PrunedClassifier(cfg, chosen)
+    head_initialized = _load_state(model, state, has_head, folder)
+    metadata_file = folder / METADATA_FILE
+    metadata = _read_json(metadata_file) if metadata_file.is_file() else {}
+    return Checkpoint(model.eval(), chosen, folder, fmt, hf_config, head_initialized, metadata)
+
+
+def save_checkpoint(model: PrunedClassifier, folder: str | Path, hf_config: dict, tokenizer=None,
+                    metadata: dict | None = None) -> Path:
+    """Write a Hugging Face folder (config.json, model.safetensors, pruning_spec.json) atomically.
+
+    The folder loads back with ``load_checkpoint`` and, spec aside, with ``transformers`` as
+    ``BertForSequenceClassification`` / ``RobertaForSequenceClassification``.
+    """
+    from safetensors.torch import save_file
+
+    cfg = model.config
+    config = {k: v for k, v in hf_config.items() if k not in {"prune_mode", "final_token_threshold",
+                                                                "token_keep_rate", "prune_kwargs", "quant_mode"}}
+    config.update(
+        model_type=cfg.arch,
+        architectures=["BertForSequenceClassification" if cfg.arch == "bert" else "RobertaForSequenceClassification"],
+        num_labels=cfg.num_labels,
+    )
+    if cfg.id2label:
+        config["id2label"] = {str(i): name for i, name in enumerate(cfg.id2label)}
+        config["label2id"] = {name: i for i, name in enumerate(cfg.id2label)}
+    with atomic_dir(folder) as tmp:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+        if model.spec is not None:
+            model.spec.save(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        if metadata:
+            (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    return Path(folder)
+
+
+def load_tokenizer(folder: str | Path, arch: str | None = None):
+    """The checkpoint's tokenizer via ``AutoTokenizer`` (LTP folders: their RoBERTa BPE files)."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError) as first:
+        if arch == "roberta":  # LTP's config says model_type "ltp", which AutoTokenizer cannot map
+            from transformers import RobertaTokenizerFast
+
+            try:
+                return RobertaTokenizerFast.from_pretrained(str(folder))
+            except (OSError, ValueError, TypeError):
+                pass
+        raise LtpDeployError(
+            f"No usable tokenizer in {folder} ({type(first).__name__}): save the tokenizer files "
+            "(tokenizer.json or vocab files) beside config.json."
+        ) from None
+
+
+def _checkpoint_folder(path: str | Path) -> Path:
+    folder = Path(path)
+    if not folder.exists():
+        raise LtpDeployError(f"Checkpoint {folder} does not exist: pass a folder holding config.json and weights.")
+    if folder.is_file():
+        if folder.suffix in {".onnx", ".xml"}:
+            raise LtpDeployError(f"{folder} is an exported graph, not a checkpoint: pass the checkpoint folder.")
+        raise LtpDeployError(f"{folder} is a file: pass the checkpoint folder that holds config.json and weights.")
+    if not (folder / CONFIG_FILE).is_file():
+        raise LtpDeployError(f"{folder} has no config.json: pass a Hugging Face or LTP checkpoint folder.")
+    return folder
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LtpDeployError(f"{path} is not valid JSON ({e.__class__.__name__}): restore the file.") from None
+    if not isinstance(data, dict):
+        raise LtpDeployError(f"{path} does not hold a JSON object: restore the file.")
+    return data
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if (folder / WEIGHTS_FILE).is_file() or index.is_file():
+        files = [folder / WEIGHTS_FILE] if (folder / WEIGHTS_FILE).is_file() else \
+            [folder / f for f in sorted(set(_read_json(index).get("weight_map", {}).values()))]
+        state = {}
+        for f in files:
+            try:
+                state.update(load_file(str(f), device="cpu"))
+            except (SafetensorError, OSError, ValueError) as e:
+                raise LtpDeployError(f"{f} is not a readable safetensors file ({e}): re-save the weights.") from None
+        return state
+    binary = folder / "pytorch_model.bin"
+    if binary.is_file():
+        try:
+            state = torch.load(binary, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise LtpDeployError(
+                f"{binary} is not a loadable state dict ({first}): it is corrupt or holds more than tensors; "
+                "re-save it with torch.save(model.state_dict()) or as safetensors."
+            ) from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise LtpDeployError(f"{binary} does not hold a state dict of tensors: re-save model.state_dict().")
+        return state
+    raise LtpDeployError(f"{folder} has no weights (model.safetensors or pytorch_model.bin): add the weights file.")
+
+
+def _architecture(hf_config: dict) -> tuple[str, bool]:
+    names = hf_config.get("architectures") or []
+    for name in names:
+        if name in SUPPORTED_ARCHITECTURES:
+            return SUPPORTED_ARCHITECTURES[name]
+    if not names and hf_config.get("model_type") in ARCHS:  # no architectures key: trust model_type
+        return hf_config["model_type"], True
+    raise LtpDeployError(
+        f"Unknown architecture {names or hf_config.get('model_type')!r}: supported are "
+        f"{', '.join(SUPPORTED_ARCHITECTURES)}."
+    )
+
+
+def _ltp_state_and_spec(state: dict, hf_config: dict, num_layers: int):
+    state = {("roberta." + k[len("ibert."):] if k.startswith("ibert.") else k): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if not k.endswith(_LTP_DROP_SUFFIXES)}
+    keys = [_LTP_THRESHOLD_KEY.format(i) for i in range(num_layers)]
+    deltas = [state.pop(k, None) for k in keys]
+    mode = hf_config.get("prune_mode")
+    source = {"format": "ltp", "prune_mode": mode}
+    if mode == "absolute_threshold":
+        missing = [k for k, d in zip(keys, deltas) if d is None]
+        if missing:
+            raise LtpDeployError(
+                f"LTP checkpoint lacks the learned threshold {missing[0]!r} ({len(missing)} of {num_layers} "
+                "missing): it is not a trained absolute_threshold checkpoint, or its weights file is incomplete."
+            )
+        final = float(hf_config.get("final_token_threshold", 0.0))
+        source["final_token_threshold"] = final
+        spec = PruningSpec.threshold(ltp_thresholds(final, [float(d) for d in deltas]), source=source)
+    elif mode == "topk":
+        rate = hf_config.get("token_keep_rate")
+        if rate is None:
+            raise LtpDeployError("LTP topk checkpoint has no token_keep_rate in config.json: add it (e.g. 0.5).")
+        source["token_keep_rate"] = rate
+        spec = PruningSpec.topk(ltp_keep_rates(float(rate), num_layers), source=source)
+    else:
+        raise LtpDeployError(
+            f"Unsupported LTP prune_mode {mode!r} in config.json: ltp-deploy exports 'absolute_threshold' and 'topk'."
+        )
+    return state, spec
+
+
+def _hf_state(state: dict, arch: str) -> dict:
+    state = {k: v for k, v in state.items() if not k.endswith(_BUFFER_SUFFIXES)}
+    if not any(k.startswith(arch + ".") for k in state):  # a bare encoder saved without its prefix
+        state = {(f"{arch}.{k}" if k.split(".")[0] in {"embeddings", "encoder", "pooler"} else k): v
+                 for k, v in state.items()}
+    if arch == "roberta":  # RobertaModel's pooler is unused by the RoBERTa classification head
+        state = {k: v for k, v in state.items() if not k.startswith("roberta.pooler.")}
+    return state
+
+
+def _load_state(model: PrunedClassifier, state: dict, has_head: bool, folder: Path) -> bool:
+    """Load with per-key shape checks; an encoder-only folder gets a seeded, freshly initialised head."""
+    expected = model.state_dict()
+    unexpected = [k for k in state if k not in expected]
+    if unexpected:
+        raise LtpDeployError(
+            f"Weights in {folder} hold {len(unexpected)} key(s) the {model.config.arch} model does not have, "
+            f"first {unexpected[0]!r}: the weights do not belong to this architecture or config.json."
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise LtpDeployError(
+                f"Weight {k!r} has shape {tuple(v.shape)} but config.json implies {tuple(expected[k].shape)}: "
+                "the weights and config.json come from different models."
+            )
+    missing = [k for k in expected if k not in state]
+    head_keys = [k for k in missing if k.startswith(("classifier.", f"{model.config.arch}.pooler."))]
+    body_missing = [k for k in missing if k not in head_keys]
+    if body_missing or (head_keys and has_head):
+        first = (body_missing or head_keys)[0]
+        raise LtpDeployError(
+            f"Weights in {folder} lack {len(missing)} key(s), first {first!r}: the weights file is incomplete "
+            "or from another architecture."
+        )
+    if head_keys:
+        generator = torch.Generator().manual_seed(0)
+        for k in head_keys:
+            tensor = torch.empty_like(expected[k])
+            state[k] = tensor.normal_(0.0, 0.02, generator=generator) if k.endswith("weight") else tensor.zero_()
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return bool(head_keys)

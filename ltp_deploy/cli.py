@@ -1,0 +1,56 @@
+"""The ``ltp-deploy`` command line: this module only wires commands; each lives in ``ltp_deploy/commands/``.
+
+One error boundary (``main``) turns ``LtpDeployError`` into a one-line message and exit code 2 (gate failures
+of ``check`` exit 1); set ``LTP_DEPLOY_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ltp_deploy.commands import export as export_cmd
+from ltp_deploy.commands import inspect as inspect_cmd
+from ltp_deploy.errors import LtpDeployError
+
+app = typer.Typer(
+    name="ltp-deploy",
+    help="Export token-pruned BERT/RoBERTa classifiers with real token dropping, then run, time and gate them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("export", help=export_cmd.HELP, epilog=export_cmd.EXAMPLES)(export_cmd.export)
+app.command("inspect", help=inspect_cmd.HELP, epilog=inspect_cmd.EXAMPLES)(inspect_cmd.inspect)
+
+EXIT_USAGE = 2
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except LtpDeployError as e:
+        if os.environ.get("LTP_DEPLOY_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click's usage errors and aborts
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""``ltp-deploy inspect PATH``: what a checkpoint or an exported graph holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HELP = "Show what a checkpoint folder or exported graph holds: architecture, pruning, opset, inputs, outputs."
+EXAMPLES = """\b
+Examples:
+  ltp-deploy inspect runs/sst2-ltp
+  ltp-deploy inspect out/sst2-onnx/model.onnx
+  ltp-deploy inspect out/sst2-onnx --json
+"""
+
+
+def inspect(
+    path: Annotated[Path, typer.Argument(help="Checkpoint folder, export folder, or graph file (.onnx/.xml).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    info = describe(path)
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=str(path), show_header=False)
+    for key, value in info.items():
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value))
+    Console().print(table)
+
+
+def describe(path: Path) -> dict:
+    """A flat dict describing a checkpoint or an export (used by ``inspect`` and its tests)."""
+    from ltp_deploy.checkpoint import CONFIG_FILE, load_checkpoint
+    from ltp_deploy.errors import LtpDeployError
+    from ltp_deploy.exporters.artifact import METADATA_FILE, artifact_folder, read_metadata
+
+    if not path.exists():
+        raise LtpDeployError(f"{path} does not exist: pass a checkpoint folder, an export folder or a graph file.")
+    if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / METADATA_FILE).is_file():
+        return load_checkpoint(path).describe()
+    meta = read_metadata(path)
+    graph = artifact_folder(path) / meta["graph"]
+    spec = meta.get("spec") or {}
+    return {
+        "path": str(graph),
+        "kind": f"exported graph ({meta['target']})",
+        "architecture": meta["config"]["arch"],
+        "layers": meta["config"]["num_layers"],
+        "pruning": meta["pruning"],
+        "thresholds": spec.get("thresholds"),
+        "keep_rates": spec.get("keep_rates"),
+        "n_ref": spec.get("n_ref"),
+        "opset": meta.get("opset"),
+        "precision": meta.get("precision"),
+        "graph_io": _graph_io(graph),
+        "source": meta["source"],
+        "validation": {k: meta["validation"][k] for k in ("runtime", "passed", "max_abs_diff", "atol")},
+        "versions": meta["versions"],
+    }
+
+
+def _graph_io(graph: Path) -> dict:
+    """Inputs and outputs with their (symbolic) shapes, read from the graph file itself."""
+    if graph.suffix == ".onnx":
+        import onnx
+
+        model = onnx.load(str(graph), load_external_data=False)
+
+        def shape(v):
+            return [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+
+        return {"inputs": {i.name: shape(i) for i in model.graph.input},
+                "outputs": {o.name: shape(o) for o in model.graph.output}}
+    import openvino as ov
+
+    model = ov.Core().read_model(str(graph))
+    return {"inputs": {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs},
+            "outputs": {p.get_any_name(): str(p.get_partial_shape()) for p in model.outputs}}

@@ -1,0 +1,25 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+Data = Annotated[Optional[str], typer.Option(
+    "--data", help="Data file (.tsv/.csv/.jsonl) or hub:NAME; default: the task's GLUE dev split from GLUE_DIR.")]
+Task = Annotated[Optional[str], typer.Option(
+    "--task", help="GLUE task (sst2, mrpc, stsb, qnli, rte, cola, qqp, mnli): columns, labels and metric.")]
+TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the text (name or index).")]
+TextPairColumn = Annotated[Optional[str], typer.Option(
+    "--text-pair-column", help="Column holding the second text of a pair.")]
+LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Column holding the label.")]
+Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder (replaced only on success).")]
+
+
+def column(value: str | None):
+    """A column given on the command line: an integer index or a name."""
+    if value is None:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value

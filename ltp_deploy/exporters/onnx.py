@@ -1,0 +1,132 @@
+"""``PrunedClassifier`` -> ONNX with real data-dependent gathers, validated in ONNX Runtime before it is kept.
+
+Example::
+
+    ckpt = load_checkpoint("runs/sst2-ltp")
+    result = export_onnx(ckpt, "out/sst2-onnx")        # raises ExportValidationError, leaving nothing behind
+    result.metadata["validation"]["max_abs_diff"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ltp_deploy.atomic import atomic_dir, write_json
+from ltp_deploy.checkpoint import Checkpoint, load_tokenizer
+from ltp_deploy.data import Examples
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters.artifact import METADATA_FILE, export_metadata
+from ltp_deploy.exporters.validate import ValidationReport, validate, validation_cases
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.progress import progress_bar
+
+GRAPH_FILE = "model.onnx"
+OUTPUT_NAMES = ("logits", "kept_counts")
+# The dynamo exporter (torch.export) traces with symbolic shapes: a data-dependent value (the survivor count
+# T' from NonZero) stays symbolic, and anything that would freeze it into a constant fails the export instead.
+# The TorchScript exporter silently bakes such values in (and is deprecated), so it is not used.
+EXPORTER = "torch.onnx.export(dynamo=True)"
+
+
+class ExportValidationError(LtpDeployError):
+    """The exported graph disagrees with the torch model beyond tolerance; nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    graph: Path
+    metadata: dict
+
+
+def input_names(model: PrunedClassifier) -> tuple[str, ...]:
+    """BERT takes token_type_ids; RoBERTa (one token type) does not."""
+    base = ("input_ids", "attention_mask")
+    return base + ("token_type_ids",) if model.config.uses_token_type_ids else base
+
+
+def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None) -> int:
+    """Export ``model`` with dynamic batch and sequence axes; return the graph's opset."""
+    import onnx
+
+    names = input_names(model)
+    ids = torch.randint(1000, 2000, (2, 16), generator=torch.Generator().manual_seed(0))
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    args = tuple(example[n] for n in names)
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=model.config.max_length)
+    dynamic = {n: {0: batch, 1: sequence} for n in names}
+    model = model.eval()
+    with _quiet_exporter():
+        torch.onnx.export(
+            model, args, str(path), dynamo=True, input_names=list(names), output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=dynamic, opset_version=opset, optimize=True, external_data=False, verbose=False,
+        )
+    graph = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
+                atol: float = 1e-4, opset: int | None = None) -> ExportResult:
+    """Export ``ckpt`` to ``out/model.onnx`` with its tokenizer and metadata, validated in ONNX Runtime.
+
+    Args:
+        ckpt: a loaded checkpoint (its spec decides the pruning).
+        out: the output folder; replaced only when export and validation succeed.
+        dense: export the same weights with pruning off (the A/B timing baseline).
+        examples: real sentences for validation (default: a small built-in set).
+        atol: largest allowed |logit difference| against torch.
+        opset: ONNX opset (default: the exporter's).
+
+    Raises:
+        ExportValidationError: validation failed; ``out`` is left as it was.
+    """
+    from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
+
+    model = ckpt.model.with_spec(None) if dense else ckpt.model
+    tokenizer = load_tokenizer(ckpt.path, ckpt.config.arch)
+    with progress_bar(total=3, description="export onnx") as advance, atomic_dir(out) as tmp:
+        opset_used = torch_to_onnx(model, tmp / GRAPH_FILE, opset)
+        advance(description="validate in onnxruntime")
+        tokenizer.save_pretrained(str(tmp))
+        report = validate(OnnxRuntimeCPU(tmp / GRAPH_FILE), model, validation_cases(tokenizer, model, examples), atol)
+        advance(description="write metadata")
+        metadata = export_metadata(
+            ckpt, model.spec, "onnx", GRAPH_FILE, opset=opset_used, exporter=EXPORTER,
+            inputs=list(input_names(model)), outputs=list(OUTPUT_NAMES), precision="fp32",
+            validation=report.to_dict(),
+        )
+        raise_if_failed(report, "ONNX Runtime")
+        write_json(tmp / METADATA_FILE, metadata)
+        advance()
+    return ExportResult(Path(out), Path(out) / GRAPH_FILE, metadata)
+
+
+def raise_if_failed(report: ValidationReport, runtime: str) -> None:
+    if not report.passed:
+        raise ExportValidationError(
+            f"Exported graph disagrees with the torch model in {runtime} ({'; '.join(report.failures())}): "
+            "nothing was written; report this with the checkpoint, or loosen --atol if the gap is numerical."
+        )
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch.onnx prints progress lines and warnings we do not want in a CLI's output."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -1,0 +1,135 @@
+"""Check an exported graph against the torch model it came from, on real sentences and random inputs.
+
+Shared by every exporter: the same cases and the same pass rule (max |logit diff| <= atol and identical kept
+counts per layer) whatever the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ltp_deploy.data import Examples, encode
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.runtimes.base import Runtime
+
+# Used when no --data is given: short and long, plain and odd, so that layers drop different counts.
+BUILTIN_SENTENCES = (
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "allows us to hope that nolan is poised to embark a major career as a commercial yet inventive filmmaker .",
+    "the acting , costumes , music , cinematography and sound are all astounding given the production 's "
+    "austere locales .",
+    "it 's slow -- very , very slow .",
+    "although laced with humor and a few fanciful touches , the film is a refreshingly serious look at young "
+    "women .",
+    "a sometimes tedious film .",
+    "or doing last year 's taxes with your ex-wife .",
+    "you do n't have to know about music to appreciate the film 's easygoing blend of comedy and romance .",
+    "in exactly 89 minutes , most of which passed as slowly as if i 'd been sitting naked on an igloo , "
+    "formula 51 sank from quirky to jerky to utter turkey .",
+    "Wow!",
+    "The quarterly report, released on 2024-03-01 at 09:30 UTC, showed revenue of $1.2bn (up 14%).",
+)
+
+
+@dataclass
+class CaseResult:
+    name: str
+    batch_size: int
+    length: int
+    max_abs_diff: float
+    argmax_agreement: float
+    kept_counts_equal: bool
+
+    def passed(self, atol: float) -> bool:
+        return self.max_abs_diff <= atol and self.kept_counts_equal
+
+
+@dataclass
+class ValidationReport:
+    runtime: str
+    atol: float
+    cases: list[CaseResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed(self.atol) for c in self.cases)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(c.max_abs_diff for c in self.cases)
+
+    def failures(self) -> list[str]:
+        return [
+            f"{c.name}: max |diff| {c.max_abs_diff:.2e} (atol {self.atol:.0e}), kept counts "
+            f"{'equal' if c.kept_counts_equal else 'DIFFER'}"
+            for c in self.cases if not c.passed(self.atol)
+        ]
+
+    def to_dict(self) -> dict:
+        return {"runtime": self.runtime, "atol": self.atol, "passed": self.passed,
+                "max_abs_diff": self.max_abs_diff, "cases": [asdict(c) for c in self.cases]}
+
+
+def validation_cases(tokenizer, model: PrunedClassifier, examples: Examples | None = None,
+                     max_length: int | None = None, seed: int = 0) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Named batches: real sentences at batch 1 and 8 (mixed lengths), random ids at length 1, mixed lengths
+    with padding, and the maximum length."""
+    cfg = model.config
+    max_length = max_length or cfg.max_length
+    if examples is None:
+        examples = Examples(texts=list(BUILTIN_SENTENCES), text_pairs=None, labels=None, source="built-in")
+    real = min(len(examples), 8)
+    cases = [
+        ("real b1", encode(tokenizer, examples, min(max_length, 128), indices=[0])),
+        (f"real b{real} mixed", encode(tokenizer, examples, min(max_length, 128), indices=range(real))),
+    ]
+    rng = np.random.default_rng(seed)
+    for name, lengths in [("random b1 len1", [1]), ("random b4 mixed", [1, 7, 33, 64]),
+                          ("random b3 mixed", [2, 17, 5]), ("random b2 max", [max_length, max_length // 2])]:
+        cases.append((name, random_batch(tokenizer, cfg, lengths, rng)))
+    return cases
+
+
+def random_batch(tokenizer, cfg, lengths, rng) -> dict[str, np.ndarray]:
+    """Right-padded random token ids with CLS first; ``lengths`` real tokens per row."""
+    width = max(lengths)
+    special = set(tokenizer.all_special_ids)
+    vocab = np.array([i for i in range(min(cfg.vocab_size, 30000)) if i not in special])
+    ids = np.full((len(lengths), width), cfg.pad_token_id, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = rng.choice(vocab, size=n)
+        ids[row, 0] = tokenizer.cls_token_id
+        mask[row, :n] = 1
+    types = np.zeros_like(ids)
+    if cfg.uses_token_type_ids:  # a second segment in the back half of each row
+        for row, n in enumerate(lengths):
+            types[row, n // 2:n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+@torch.no_grad()
+def torch_outputs(model: PrunedClassifier, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    logits, kept = model(*(torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")))
+    return logits.numpy(), kept.numpy()
+
+
+def validate(runtime: Runtime, model: PrunedClassifier, cases, atol: float) -> ValidationReport:
+    """Run every case through ``runtime`` and ``model`` and compare."""
+    results = []
+    for name, batch in cases:
+        want_logits, want_kept = torch_outputs(model, batch)
+        logits, kept = runtime.run(batch)
+        results.append(CaseResult(
+            name=name,
+            batch_size=int(batch["input_ids"].shape[0]),
+            length=int(batch["input_ids"].shape[1]),
+            max_abs_diff=float(np.abs(logits - want_logits).max()),
+            argmax_agreement=float((logits.argmax(-1) == want_logits.argmax(-1)).mean()),
+            kept_counts_equal=bool(np.array_equal(kept, want_kept)),
+        ))
+    return ValidationReport(runtime=runtime.name, atol=atol, cases=results)

@@ -1,0 +1,358 @@
+"""The token-dropping BERT/RoBERTa classifier, in one file of plain torch.
+
+Module and attribute names mirror Hugging Face's ``BertForSequenceClassification`` and
+``RobertaForSequenceClassification`` so their state dicts load with ``strict=True``.
+
+What differs from the stock encoders is one step per pruning layer: right after the attention block, each
+sequence decides which tokens survive (``TokenPruner``) and the survivors are gathered into a shorter tensor
+(``gather_survivors``) before the feed-forward. Sequences in a batch keep different numbers of tokens; the batch
+is padded to the largest survivor count and the rest is masked. No Python loop over the batch, no ``.item()``,
+no branch on data: the graph exports with data-dependent shapes.
+
+Example::
+
+    model = PrunedClassifier(EncoderConfig.from_hf(config_dict), spec)
+    logits, kept = model(input_ids, attention_mask, token_type_ids)   # (B, C), (B, L)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.spec import SCORE_FLOOR, PruningSpec
+
+ARCHS = ("bert", "roberta")
+_ACTIVATIONS = {"gelu": nn.GELU, "gelu_new": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU}
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The architecture, read from a Hugging Face ``config.json``; the single source of truth for shapes."""
+
+    arch: str  # "bert" (pooler + linear head, position ids 0..T-1) or "roberta" (dense+tanh head, padded positions)
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int
+    layer_norm_eps: float
+    pad_token_id: int
+    num_labels: int
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1  # used only while training
+    id2label: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_hf(cls, config: dict, arch: str | None = None) -> EncoderConfig:
+        """Build from a parsed ``config.json``; ``arch`` overrides ``model_type`` (LTP folders say "ltp")."""
+        arch = arch or config.get("model_type")
+        if arch not in ARCHS:
+            raise LtpDeployError(
+                f"Unknown model type {arch!r}: ltp-deploy supports BERT and RoBERTa encoders "
+                "(config.json model_type 'bert', 'roberta' or 'ltp')."
+            )
+        act = config.get("hidden_act", "gelu")
+        if act not in _ACTIVATIONS:
+            raise LtpDeployError(f"Unsupported hidden_act {act!r} in config.json: use one of {sorted(_ACTIVATIONS)}.")
+        id2label = config.get("id2label")
+        num_labels = config.get("num_labels") or (len(id2label) if id2label else 2)
+        labels = tuple(str(id2label.get(str(i), id2label.get(i, i))) for i in range(num_labels)) if id2label else None
+        try:
+            return cls(
+                arch=arch,
+                vocab_size=config["vocab_size"],
+                hidden_size=config["hidden_size"],
+                num_layers=config["num_hidden_layers"],
+                num_heads=config["num_attention_heads"],
+                intermediate_size=config["intermediate_size"],
+                max_position_embeddings=config["max_position_embeddings"],
+                type_vocab_size=config.get("type_vocab_size", 2),
+                layer_norm_eps=config.get("layer_norm_eps", 1e-12),
+                pad_token_id=config.get("pad_token_id", 1 if arch == "roberta" else 0),
+                num_labels=num_labels,
+                hidden_act=act,
+                hidden_dropout_prob=config.get("hidden_dropout_prob", 0.1),
+                id2label=labels,
+            )
+        except KeyError as e:
+            raise LtpDeployError(f"config.json lacks the key {e.args[0]!r}: it is not a BERT/RoBERTa config.") from None
+
+    @property
+    def max_length(self) -> int:
+        """Longest input the position table allows (RoBERTa reserves pad_token_id + 1 slots)."""
+        return self.max_position_embeddings - (self.pad_token_id + 1 if self.arch == "roberta" else 0)
+
+    @property
+    def uses_token_type_ids(self) -> bool:
+        return self.type_vocab_size > 1
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids):  # (B, T), (B, T) -> (B, T, D)
+        if self.cfg.arch == "roberta":
+            # RoBERTa numbers real tokens from pad_token_id + 1 and gives padding the pad position.
+            real = (input_ids != self.cfg.pad_token_id).long()
+            positions = torch.cumsum(real, dim=1) * real + self.cfg.pad_token_id  # (B, T)
+        else:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)  # (1, T)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
+        x = x + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(x))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.head_size = cfg.hidden_size // cfg.num_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x, key_bias):  # (B, T, D), (B, 1, 1, T) -> (B, T, D), (B, H, T, T)
+        heads = (*x.shape[:-1], self.num_heads, self.head_size)
+        q = self.query(x).view(heads).transpose(1, 2)  # (B, H, T, hs)
+        k = self.key(x).view(heads).transpose(1, 2)
+        v = self.value(x).view(heads).transpose(1, 2)
+        probs = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_size) + key_bias, dim=-1)  # (B,H,T,T)
+        y = (probs @ v).transpose(1, 2).reshape(x.shape)  # (B, T, D)
+        return y, probs
+
+
+class SelfOutput(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, y, x):
+        return self.LayerNorm(self.dropout(self.dense(y)) + x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.self = SelfAttention(cfg)
+        self.output = SelfOutput(cfg)
+
+    def forward(self, x, key_bias):
+        y, probs = self.self(x, key_bias)
+        return self.output(y, x), probs
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.act = _ACTIVATIONS[cfg.hidden_act]()
+
+    def forward(self, x):
+        return self.act(self.dense(x))
+
+
+class Output(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, h, x):
+        return self.LayerNorm(self.dropout(self.dense(h)) + x)
+
+
+def token_scores(probs, alive, n_ref: int):  # (B, H, T, T), (B, T) -> (B, T)
+    """LTP importance: attention each key receives from alive queries, summed over heads, / (H * n_ref)."""
+    received = (probs * alive[:, None, :, None].to(probs.dtype)).sum(dim=(1, 2))  # (B, T)
+    return received / (probs.shape[1] * n_ref)
+
+
+class TokenPruner(nn.Module):
+    """One layer's keep/drop decision. Holds a constant from the spec, never a learned parameter."""
+
+    def __init__(self, mode: str, value: float, n_ref: int):
+        super().__init__()
+        self.mode, self.value, self.n_ref = mode, value, n_ref
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, value={self.value:g}, n_ref={self.n_ref}"
+
+    def forward(self, probs, alive, n_orig):  # (B, H, T, T), (B, T), (B,) -> keep (B, T)
+        scores = token_scores(probs, alive, self.n_ref)
+        if self.mode == "absolute_threshold":
+            keep = scores >= max(SCORE_FLOOR, self.value)
+        else:
+            k = torch.round(n_orig.to(scores.dtype) * self.value)  # (B,)
+            keep = _rank_among_alive(scores, alive) < k[:, None]
+        is_cls = torch.arange(alive.shape[1], device=alive.device) == 0  # CLS is read by the head: always kept
+        return alive & (keep | is_cls)
+
+
+def _rank_among_alive(scores, alive):  # (B, T), (B, T) -> (B, T) int64
+    """0-based rank of each token by descending score among alive tokens; ties go to the earlier position.
+
+    Written as a pairwise count instead of a sort so every runtime breaks ties the same way.
+    """
+    s_i, s_j = scores[:, :, None], scores[:, None, :]  # i: the other token, j: the ranked token
+    pos = torch.arange(scores.shape[1], device=scores.device)
+    earlier = pos[:, None] < pos[None, :]  # (T, T): i before j
+    beats = alive[:, :, None] & ((s_i > s_j) | ((s_i == s_j) & earlier))  # (B, T, T)
+    return beats.sum(dim=1)
+
+
+def gather_survivors(x, keep):  # (B, T, D), (B, T) -> (B, T', D), (B, T')
+    """Move each sequence's kept tokens to the front, in order, and cut the batch to T' = max kept count.
+
+    Slot k of sequence b takes the (k+1)-th kept token, whose position is the number of positions whose
+    inclusive running count of kept tokens is still <= k. Slots past a sequence's own count are padding.
+    """
+    T = x.shape[1]
+    running = keep.long().cumsum(dim=1)  # (B, T)
+    n_keep = running[:, -1]  # (B,)
+    # nonzero() gives T' as a data-dependent shape (ONNX NonZero) without turning a tensor into a Python int.
+    slots = torch.nonzero(torch.arange(T, device=x.device) < n_keep.max()).squeeze(1)  # (T',)
+    src = (running[:, None, :] <= slots[None, :, None]).sum(dim=-1).clamp(max=T - 1)  # (B, T')
+    alive = slots[None, :] < n_keep[:, None]  # (B, T')
+    return x.gather(1, src[:, :, None].expand(-1, -1, x.shape[2])), alive
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: EncoderConfig, pruner: TokenPruner | None):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = Output(cfg)
+        self.pruner = pruner
+
+    def forward(self, x, alive, n_orig):  # (B, T, D), (B, T), (B,) -> (B, T', D), (B, T')
+        key_bias = (~alive)[:, None, None, :].to(x.dtype) * torch.finfo(x.dtype).min  # (B, 1, 1, T)
+        a, probs = self.attention(x, key_bias)
+        if self.pruner is not None:
+            a, alive = gather_survivors(a, self.pruner(probs, alive, n_orig))  # T -> T'
+        return self.output(self.intermediate(a), a), alive
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig, spec: PruningSpec | None):
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i)) for i in range(cfg.num_layers))
+
+    def forward(self, x, alive, n_orig):  # -> (B, T_last, D), kept counts (B, L)
+        kept = []
+        for layer in self.layer:
+            x, alive = layer(x, alive, n_orig)
+            kept.append(alive.sum(dim=1))
+        return x, torch.stack(kept, dim=1)
+
+
+def _pruner(spec: PruningSpec | None, i: int) -> TokenPruner | None:
+    """A layer that provably keeps every alive token gets no pruner (LTP: threshold 0; top-k: rate 1)."""
+    if spec is None:
+        return None
+    value = spec.thresholds[i] if spec.mode == "absolute_threshold" else spec.keep_rates[i]
+    if (spec.mode == "absolute_threshold" and value == 0.0) or (spec.mode == "topk" and value >= 1.0):
+        return None
+    return TokenPruner(spec.mode, value, spec.n_ref)
+
+
+class Pooler(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, cls):
+        return torch.tanh(self.dense(cls))
+
+
+class Backbone(nn.Module):
+    """Embeddings + encoder (+ BERT's pooler): the ``bert.`` / ``roberta.`` part of the state dict."""
+
+    def __init__(self, cfg: EncoderConfig, spec: PruningSpec | None):
+        super().__init__()
+        self.embeddings = Embeddings(cfg)
+        self.encoder = Encoder(cfg, spec)
+        self.pooler = Pooler(cfg) if cfg.arch == "bert" else None
+
+
+class RobertaClassificationHead(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.out_proj = nn.Linear(cfg.hidden_size, cfg.num_labels)
+
+    def forward(self, cls):
+        return self.out_proj(self.dropout(torch.tanh(self.dense(self.dropout(cls)))))
+
+
+class PrunedClassifier(nn.Module):
+    """BERT/RoBERTa sequence classifier that drops tokens by ``spec`` (dense when ``spec`` is None).
+
+    ``forward(input_ids, attention_mask, token_type_ids=None)`` takes right-padded int64 batches (B, T) and
+    returns ``logits`` (B, num_labels) and ``kept_counts`` (B, L): tokens alive after each layer's decision.
+    """
+
+    def __init__(self, cfg: EncoderConfig, spec: PruningSpec | None = None):
+        super().__init__()
+        if spec is not None and spec.num_layers != cfg.num_layers:
+            raise LtpDeployError(
+                f"Pruning spec has {spec.num_layers} layer values but the model has {cfg.num_layers} layers: "
+                "give one threshold or keep rate per layer."
+            )
+        self.config, self.spec = cfg, spec
+        self.add_module(cfg.arch, Backbone(cfg, spec))
+        if cfg.arch == "bert":
+            self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+            self.classifier = nn.Linear(cfg.hidden_size, cfg.num_labels)
+        else:
+            self.classifier = RobertaClassificationHead(cfg)
+
+    @property
+    def backbone(self) -> Backbone:
+        return getattr(self, self.config.arch)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        alive = attention_mask.bool()  # (B, T)
+        n_orig = attention_mask.sum(dim=1)  # (B,)
+        x = self.backbone.embeddings(input_ids, token_type_ids)  # (B, T, D)
+        x, kept_counts = self.backbone.encoder(x, alive, n_orig)  # (B, T_last, D), (B, L)
+        cls = x[:, 0]  # (B, D): position 0 is never dropped
+        if self.config.arch == "bert":
+            logits = self.classifier(self.dropout(self.backbone.pooler(cls)))
+        else:
+            logits = self.classifier(cls)
+        return logits, kept_counts
+
+    def with_spec(self, spec: PruningSpec | None) -> PrunedClassifier:
+        """The same weights under another spec (``None``: dense). Shares parameters with ``self``."""
+        other = PrunedClassifier(self.config, spec)
+        other.load_state_dict(self.state_dict(), strict=True, assign=True)
+        return other.train(self.training)
+
+
+def check_input_length(cfg: EncoderConfig, length: int) -> None:
+    """Raise the one-sentence error for inputs longer than the position table."""
+    if length > cfg.max_length:
+        raise LtpDeployError(
+            f"Input of {length} tokens exceeds the model's maximum of {cfg.max_length}: "
+            "truncate the text (max_length) or use shorter inputs."
+        )

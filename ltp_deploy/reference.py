@@ -1,0 +1,105 @@
+"""LTP's masked rule on Hugging Face's own network: the independent reference for the dropping model.
+
+This is how the training code runs: every layer computes all positions at full length; a pruned token only
+stops being a *key* (additive -10000 mask) from the next layer on; nothing protects CLS. The network is
+``transformers``' ``BertForSequenceClassification`` / ``RobertaForSequenceClassification`` with eager
+attention, so it shares no code with ``ltp_deploy.model``; only the weights are copied.
+
+Example::
+
+    hf = hf_twin(ckpt.model)
+    ref = masked_reference(hf, ckpt.spec, input_ids, attention_mask, token_type_ids)
+    ref.logits, ref.kept  # (B, C), (B, L, T) bool
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.spec import PruningSpec
+
+LTP_MASK_VALUE = -10000.0  # the additive key mask of the LTP code
+
+
+@dataclass
+class ReferenceOutput:
+    logits: torch.Tensor  # (B, C)
+    kept: torch.Tensor  # (B, L, T) bool: alive after each layer's decision, at full length
+    cls_pruned: torch.Tensor  # (B,) bool: the rule dropped position 0 in some layer
+
+    @property
+    def kept_counts(self) -> torch.Tensor:  # (B, L)
+        return self.kept.sum(dim=2)
+
+
+def hf_twin(model: PrunedClassifier):
+    """A ``transformers`` classifier (eager attention, eval mode) holding ``model``'s weights."""
+    import transformers
+
+    cfg = model.config
+    kwargs = dict(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_position_embeddings, type_vocab_size=cfg.type_vocab_size,
+        layer_norm_eps=cfg.layer_norm_eps, pad_token_id=cfg.pad_token_id, num_labels=cfg.num_labels,
+        hidden_act=cfg.hidden_act,
+    )
+    if cfg.arch == "bert":
+        config = transformers.BertConfig(**kwargs)
+        twin_cls = transformers.BertForSequenceClassification
+    else:
+        config = transformers.RobertaConfig(**kwargs)
+        twin_cls = transformers.RobertaForSequenceClassification
+    config._attn_implementation = "eager"  # attention probabilities are needed for the scores
+    twin = twin_cls(config)
+    twin.load_state_dict(model.state_dict(), strict=True)
+    return twin.eval()
+
+
+@torch.no_grad()
+def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, token_type_ids=None) -> ReferenceOutput:
+    """Run LTP's masked rule (threshold or top-k) on ``twin`` (from ``hf_twin``); ``spec=None`` is dense."""
+    base = twin.bert if hasattr(twin, "bert") else twin.roberta
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    hidden = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    alive = attention_mask.bool().clone()
+    n_orig = attention_mask.sum(dim=1)
+    num_heads = twin.config.num_attention_heads
+    kept, cls_pruned = [], torch.zeros(input_ids.shape[0], dtype=torch.bool)
+    for index, layer in enumerate(base.encoder.layer):
+        key_mask = (~alive)[:, None, None, :].float() * LTP_MASK_VALUE
+        out = layer.attention(hidden, key_mask, output_attentions=True)
+        attention_output, probs = out[0], out[1]
+        if spec is not None:
+            pruned = _pruned_by_rule(spec, index, probs, alive, n_orig, num_heads)
+            cls_pruned |= pruned[:, 0]
+            alive = alive & ~pruned
+        hidden = layer.feed_forward_chunk(attention_output)
+        kept.append(alive.clone())
+    if hasattr(twin, "bert"):
+        logits = twin.classifier(twin.dropout(base.pooler(hidden)))
+    else:
+        logits = twin.classifier(hidden)
+    return ReferenceOutput(logits=logits, kept=torch.stack(kept, dim=1), cls_pruned=cls_pruned)
+
+
+def _pruned_by_rule(spec, index, probs, alive, n_orig, num_heads):
+    """Tokens the rule drops in this layer (among alive ones), written the way the LTP code reads."""
+    from_alive_queries = probs * alive[:, None, :, None]  # rows of dead queries count zero
+    scores = from_alive_queries.sum(dim=1).sum(dim=1) / (num_heads * spec.n_ref)  # (B, T)
+    if spec.mode == "absolute_threshold":
+        threshold = spec.thresholds[index]
+        if threshold == 0.0:
+            return torch.zeros_like(alive)
+        return alive & (scores < max(1e-5, threshold))
+    pruned = torch.zeros_like(alive)
+    for b in range(scores.shape[0]):  # the reference may loop: clarity over speed
+        k = int(round(int(n_orig[b]) * spec.keep_rates[index]))
+        alive_positions = torch.nonzero(alive[b]).squeeze(1)
+        ranked = alive_positions[torch.argsort(scores[b, alive_positions], descending=True, stable=True)]
+        pruned[b, ranked[k:]] = True
+    return pruned

@@ -1,0 +1,146 @@
+"""The pruning spec: which tokens a layer keeps, in one small frozen dataclass.
+
+The spec travels with a checkpoint as ``pruning_spec.json`` beside ``config.json`` and inside every exported
+artifact's metadata. A folder without one is a dense model.
+
+Example::
+
+    spec = PruningSpec.threshold([0.0, 0.002, 0.004, 0.006, 0.008, 0.01])
+    spec.save("ckpt/")                       # writes ckpt/pruning_spec.json
+    assert PruningSpec.load("ckpt/") == spec
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ltp_deploy.errors import LtpDeployError
+
+SPEC_FILE = "pruning_spec.json"
+SPEC_VERSION = 1
+MODES = ("absolute_threshold", "topk")
+
+# LTP's score floor: a token whose score is below max(SCORE_FLOOR, thr) is pruned in a layer with thr > 0.
+SCORE_FLOOR = 1e-5
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    """How each encoder layer decides which tokens survive its attention block.
+
+    The decision from layer ``l``'s attention takes effect right after that attention block, before the
+    layer's feed-forward; a dropped token never comes back.
+    """
+
+    # "absolute_threshold" (LTP): drop token j when its score s_j < max(1e-5, thresholds[l]); a layer whose
+    # threshold is exactly 0 drops nothing. "topk": keep round(n_unpadded * keep_rates[l]) highest scores.
+    mode: str
+    # Effective per-layer thresholds (LTP: final_token_threshold * l / L + learned delta_l). Mode
+    # absolute_threshold only.
+    thresholds: tuple[float, ...] | None = None
+    # Per-layer fraction of the *original unpadded* length to keep. Mode topk only.
+    keep_rates: tuple[float, ...] | None = None
+    # Score normaliser: s_j = sum_heads sum_alive_queries P[h, i, j] / (num_heads * n_ref). A constant, the
+    # padded length used in training (128 in every LTP GLUE run). Dividing by the current length instead
+    # changes the decisions, so it is a setting, never derived from the input.
+    n_ref: int = 128
+    # The classifier reads position 0, so the dropping model always keeps it. LTP's masked rule does not
+    # protect it; the reference reports how often it would have dropped it.
+    cls_policy: str = "keep"
+    # Where the spec came from (LTP config, calibration, training); free-form, for provenance only.
+    source: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise LtpDeployError(
+                f"Unsupported prune mode {self.mode!r}: use one of {', '.join(MODES)} "
+                "(or remove the pruning spec for a dense model)."
+            )
+        values = self.thresholds if self.mode == "absolute_threshold" else self.keep_rates
+        name = "thresholds" if self.mode == "absolute_threshold" else "keep_rates"
+        if not values:
+            raise LtpDeployError(f"Pruning spec in mode {self.mode!r} has no {name}: give one value per layer.")
+        if any(not math.isfinite(v) for v in values):
+            raise LtpDeployError(f"Pruning spec {name} must be finite numbers, got {list(values)}.")
+        if self.mode == "topk" and any(not 0.0 < v <= 1.0 for v in values):
+            raise LtpDeployError(f"Top-k keep rates must lie in (0, 1], got {list(values)}.")
+        if self.n_ref <= 0:
+            raise LtpDeployError(f"Pruning spec n_ref must be a positive length, got {self.n_ref}.")
+        if self.cls_policy != "keep":
+            raise LtpDeployError(f"Unsupported cls_policy {self.cls_policy!r}: only 'keep' is supported.")
+        object.__setattr__(self, "thresholds", _tuple(self.thresholds))
+        object.__setattr__(self, "keep_rates", _tuple(self.keep_rates))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.thresholds if self.mode == "absolute_threshold" else self.keep_rates)
+
+    @classmethod
+    def threshold(cls, thresholds, n_ref: int = 128, source: dict | None = None) -> PruningSpec:
+        """A learned-threshold (LTP) spec from effective per-layer thresholds."""
+        return cls(mode="absolute_threshold", thresholds=tuple(thresholds), n_ref=n_ref, source=source or {})
+
+    @classmethod
+    def topk(cls, keep_rates, n_ref: int = 128, source: dict | None = None) -> PruningSpec:
+        """A top-k spec from per-layer keep rates (fractions of the unpadded length)."""
+        return cls(mode="topk", keep_rates=tuple(keep_rates), n_ref=n_ref, source=source or {})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["version"] = SPEC_VERSION
+        d["thresholds"] = list(self.thresholds) if self.thresholds else None
+        d["keep_rates"] = list(self.keep_rates) if self.keep_rates else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "pruning spec") -> PruningSpec:
+        known = {"mode", "thresholds", "keep_rates", "n_ref", "cls_policy", "source"}
+        if not isinstance(d, dict) or "mode" not in d:
+            raise LtpDeployError(f"{where} is not a pruning spec: it needs a 'mode' key ({' or '.join(MODES)}).")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/pruning_spec.json`` atomically and return its path."""
+        path = Path(folder) / SPEC_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> PruningSpec | None:
+        """Read ``folder/pruning_spec.json``; None when the folder has none (a dense model)."""
+        path = Path(folder) / SPEC_FILE
+        if not path.is_file():
+            return None
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise LtpDeployError(f"{path} is not valid JSON ({e}): rewrite it or delete it for a dense model.")
+        return cls.from_dict(d, where=str(path))
+
+
+def ltp_thresholds(final_token_threshold: float, deltas) -> tuple[float, ...]:
+    """LTP's effective thresholds: ``final_token_threshold * i / L + delta_i`` (layer 0 gets delta_0 only)."""
+    num_layers = len(deltas)
+    return tuple(final_token_threshold * i / num_layers + float(d) for i, d in enumerate(deltas))
+
+
+def ltp_keep_rates(token_keep_rate: float, num_layers: int) -> tuple[float, ...]:
+    """LTP's top-k schedule: rate 1 for the first max(3, ceil(0.15 L)) layers, then linear to the last layer."""
+    first = max(3, math.ceil(0.15 * num_layers))
+    rates = []
+    for i in range(num_layers):
+        if i < first or num_layers == first:
+            rates.append(1.0)
+        else:
+            rate = 1 + (token_keep_rate - 1) * (i - first + 1) / (num_layers - first)
+            rates.append(max(rate, 0.01))
+    return tuple(rates)
+
+
+def _tuple(values) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(v) for v in values)
