@@ -66,6 +66,10 @@ class Checkpoint:
     def config(self) -> EncoderConfig:
         return self.model.config
 
+    def tokenizer(self):
+        """The tokenizer saved beside the weights (see ``load_tokenizer``)."""
+        return load_tokenizer(self.path, vocab_size=self.config.vocab_size)
+
     def describe(self) -> dict:
         """What ``ltp-deploy inspect`` prints for a checkpoint."""
         cfg = self.config
@@ -153,25 +157,45 @@ def save_checkpoint(model: PrunedClassifier, folder: str | Path, hf_config: dict
     return Path(folder)
 
 
-def load_tokenizer(folder: str | Path, arch: str | None = None):
-    """The checkpoint's tokenizer via ``AutoTokenizer`` (LTP folders: their RoBERTa BPE files)."""
+def load_tokenizer(folder: str | Path, vocab_size: int | None = None):
+    """The checkpoint's tokenizer: ``AutoTokenizer``, or RoBERTa byte-level BPE built from bare
+    ``vocab.json`` + ``merges.txt`` (what LTP folders ship; transformers 5 turns those into a 5-token tokenizer).
+
+    Raises:
+        LtpDeployError: no tokenizer files, or a tokenizer far smaller than the model's ``vocab_size``.
+    """
     from transformers import AutoTokenizer
 
     folder = Path(folder)
-    try:
-        return AutoTokenizer.from_pretrained(str(folder))
-    except (OSError, ValueError, KeyError) as first:
-        if arch == "roberta":  # LTP's config says model_type "ltp", which AutoTokenizer cannot map
-            from transformers import RobertaTokenizerFast
-
-            try:
-                return RobertaTokenizerFast.from_pretrained(str(folder))
-            except (OSError, ValueError, TypeError):
-                pass
+    if not (folder / "tokenizer.json").is_file() and (folder / "vocab.json").is_file() \
+            and (folder / "merges.txt").is_file():
+        tokenizer = _roberta_bpe(folder)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise LtpDeployError(
+                f"No usable tokenizer in {folder} ({type(e).__name__}): save the tokenizer files "
+                "(tokenizer.json, or vocab.json + merges.txt) beside config.json."
+            ) from None
+    if vocab_size and len(tokenizer) < vocab_size // 2:
         raise LtpDeployError(
-            f"No usable tokenizer in {folder} ({type(first).__name__}): save the tokenizer files "
-            "(tokenizer.json or vocab files) beside config.json."
-        ) from None
+            f"The tokenizer in {folder} has {len(tokenizer)} tokens but the model has {vocab_size}: the files are "
+            "incomplete or not this model's; save the model's own tokenizer (tokenizer.json) beside config.json."
+        )
+    return tokenizer
+
+
+def _roberta_bpe(folder: Path):
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    specials = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
+    bpe._tokenizer.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")),
+                                                                 ("<s>", bpe.token_to_id("<s>")))
+    return RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, **specials)
 
 
 def _checkpoint_folder(path: str | Path) -> Path:

@@ -1,7 +1,7 @@
 """The ``ltp-deploy`` command line: this module only wires commands; each lives in ``ltp_deploy/commands/``.
 
 One error boundary (``main``) turns ``LtpDeployError`` into a one-line message and exit code 2 (gate failures
-of ``check`` exit 1); set ``LTP_DEPLOY_DEBUG=1`` for the traceback.
+of ``check`` exit 1); set ``LTP_DEPLOY_DEBUG=1`` for the traceback. Usage errors are typer's own (exit 2).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from ltp_deploy.commands import bench as bench_cmd
 from ltp_deploy.commands import export as export_cmd
 from ltp_deploy.commands import inspect as inspect_cmd
 from ltp_deploy.errors import LtpDeployError
@@ -24,32 +25,20 @@ app = typer.Typer(
 )
 app.command("export", help=export_cmd.HELP, epilog=export_cmd.EXAMPLES)(export_cmd.export)
 app.command("inspect", help=inspect_cmd.HELP, epilog=inspect_cmd.EXAMPLES)(inspect_cmd.inspect)
+app.command("bench", help=bench_cmd.HELP, epilog=bench_cmd.EXAMPLES)(bench_cmd.bench)
 
 EXIT_USAGE = 2
 
 
 def main() -> None:
+    """Entry point: typer reports usage errors itself (exit 2); ``LtpDeployError`` becomes one line (exit 2)."""
     try:
-        app(standalone_mode=False)
+        app()
     except LtpDeployError as e:
         if os.environ.get("LTP_DEPLOY_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # click's usage errors and aborts
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

@@ -187,9 +187,14 @@ def token_scores(probs, alive, n_ref: int):  # (B, H, T, T), (B, T) -> (B, T)
 class TokenPruner(nn.Module):
     """One layer's keep/drop decision. Holds a constant from the spec, never a learned parameter."""
 
-    def __init__(self, mode: str, value: float, n_ref: int):
+    def __init__(self, mode: str, value: float, n_ref: int, max_tokens: int):
         super().__init__()
         self.mode, self.value, self.n_ref = mode, value, n_ref
+        if mode == "topk":
+            # k = round(n * rate) for every possible unpadded length n, in Python's float64 arithmetic: the
+            # graph then looks k up instead of rounding n * rate in float32, which differs at .5 boundaries.
+            table = torch.tensor([round(n * value) for n in range(max_tokens + 1)], dtype=torch.long)
+            self.register_buffer("keep_table", table, persistent=False)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, value={self.value:g}, n_ref={self.n_ref}"
@@ -199,7 +204,7 @@ class TokenPruner(nn.Module):
         if self.mode == "absolute_threshold":
             keep = scores >= max(SCORE_FLOOR, self.value)
         else:
-            k = torch.round(n_orig.to(scores.dtype) * self.value)  # (B,)
+            k = self.keep_table[n_orig]  # (B,)
             keep = _rank_among_alive(scores, alive) < k[:, None]
         is_cls = torch.arange(alive.shape[1], device=alive.device) == 0  # CLS is read by the head: always kept
         return alive & (keep | is_cls)
@@ -252,7 +257,8 @@ class Layer(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig, spec: PruningSpec | None):
         super().__init__()
-        self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i)) for i in range(cfg.num_layers))
+        self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i, cfg.max_position_embeddings))
+                                   for i in range(cfg.num_layers))
 
     def forward(self, x, alive, n_orig):  # -> (B, T_last, D), kept counts (B, L)
         kept = []
@@ -262,14 +268,14 @@ class Encoder(nn.Module):
         return x, torch.stack(kept, dim=1)
 
 
-def _pruner(spec: PruningSpec | None, i: int) -> TokenPruner | None:
+def _pruner(spec: PruningSpec | None, i: int, max_tokens: int) -> TokenPruner | None:
     """A layer that provably keeps every alive token gets no pruner (LTP: threshold 0; top-k: rate 1)."""
     if spec is None:
         return None
     value = spec.thresholds[i] if spec.mode == "absolute_threshold" else spec.keep_rates[i]
     if (spec.mode == "absolute_threshold" and value == 0.0) or (spec.mode == "topk" and value >= 1.0):
         return None
-    return TokenPruner(spec.mode, value, spec.n_ref)
+    return TokenPruner(spec.mode, value, spec.n_ref, max_tokens)
 
 
 class Pooler(nn.Module):

@@ -103,3 +103,52 @@ def _pruned_by_rule(spec, index, probs, alive, n_orig, num_heads):
         ranked = alive_positions[torch.argsort(scores[b, alive_positions], descending=True, stable=True)]
         pruned[b, ranked[k:]] = True
     return pruned
+
+
+@torch.no_grad()
+def dropping_kept(model: PrunedClassifier, input_ids, attention_mask, token_type_ids=None):
+    """Run the dropping model; return ``(logits (B, C), kept (B, L, T) bool)`` with kept sets mapped back to
+    original positions. Diagnostic only: hooks record each pruner's decision, the forward is unchanged."""
+    decisions = {}
+    layers = model.backbone.encoder.layer
+    hooks = [layer.pruner.register_forward_hook(lambda _m, _a, keep, i=i: decisions.__setitem__(i, keep))
+             for i, layer in enumerate(layers) if layer.pruner is not None]
+    try:
+        logits, _ = model(input_ids, attention_mask, token_type_ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    batch, length = input_ids.shape
+    alive = attention_mask.bool().clone()  # (B, T) at original positions
+    origin = [torch.arange(length)[alive[b]] for b in range(batch)]  # original position of each current slot
+    kept = []
+    for i in range(len(layers)):
+        if i in decisions:
+            keep = decisions[i]  # (B, T_current): current slots, padding slots already False
+            origin = [origin[b][keep[b, : len(origin[b])]] for b in range(batch)]
+            alive = torch.zeros_like(alive)
+            for b in range(batch):
+                alive[b, origin[b]] = True
+        kept.append(alive.clone())
+    return logits, torch.stack(kept, dim=1)
+
+
+def compare(model: PrunedClassifier, twin, spec, input_ids, attention_mask, token_type_ids=None) -> dict:
+    """The dropping model against the masked reference on one batch.
+
+    Returns counts over the batch: sequences, sequences where the reference pruned CLS, and over the others
+    (where both rules must agree) sequences whose kept sets match in every layer, per-layer set agreement and
+    the largest |logit difference|.
+    """
+    ref = masked_reference(twin, spec, input_ids, attention_mask, token_type_ids)
+    logits, kept = dropping_kept(model, input_ids, attention_mask, token_type_ids)
+    valid = ~ref.cls_pruned
+    same = (kept == ref.kept).all(dim=2)  # (B, L)
+    return {
+        "sequences": int(input_ids.shape[0]),
+        "reference_cls_pruned": int(ref.cls_pruned.sum()),
+        "compared": int(valid.sum()),
+        "kept_sets_equal": int(same[valid].all(dim=1).sum()),
+        "layer_sets_equal": same[valid].sum(dim=0).tolist(),
+        "max_abs_diff": float((logits - ref.logits).abs()[valid].max()) if valid.any() else 0.0,
+    }

@@ -64,11 +64,16 @@ class PruningSpec:
         if not values:
             raise LtpDeployError(f"Pruning spec in mode {self.mode!r} has no {name}: give one value per layer.")
         if any(not math.isfinite(v) for v in values):
-            raise LtpDeployError(f"Pruning spec {name} must be finite numbers, got {list(values)}.")
+            raise LtpDeployError(f"Pruning spec {name} must be finite numbers, got {list(values)}: fix {SPEC_FILE}.")
         if self.mode == "topk" and any(not 0.0 < v <= 1.0 for v in values):
-            raise LtpDeployError(f"Top-k keep rates must lie in (0, 1], got {list(values)}.")
+            raise LtpDeployError(
+                f"Top-k keep rates must lie in (0, 1], got {list(values)}: give each layer's kept fraction of the "
+                "unpadded length, e.g. 0.5."
+            )
         if self.n_ref <= 0:
-            raise LtpDeployError(f"Pruning spec n_ref must be a positive length, got {self.n_ref}.")
+            raise LtpDeployError(
+                f"Pruning spec n_ref must be a positive length, got {self.n_ref}: use the padded training length (128)."
+            )
         if self.cls_policy != "keep":
             raise LtpDeployError(f"Unsupported cls_policy {self.cls_policy!r}: only 'keep' is supported.")
         object.__setattr__(self, "thresholds", _tuple(self.thresholds))

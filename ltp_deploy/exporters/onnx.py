@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from ltp_deploy.atomic import atomic_dir, write_json
-from ltp_deploy.checkpoint import Checkpoint, load_tokenizer
+from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters.artifact import METADATA_FILE, export_metadata
-from ltp_deploy.exporters.validate import ValidationReport, validate, validation_cases
+from ltp_deploy.exporters.validate import ValidationReport, reference_agreement, validate, validation_cases
 from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.progress import progress_bar
 
@@ -90,7 +90,7 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
     from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
 
     model = ckpt.model.with_spec(None) if dense else ckpt.model
-    tokenizer = load_tokenizer(ckpt.path, ckpt.config.arch)
+    tokenizer = ckpt.tokenizer()
     with progress_bar(total=3, description="export onnx") as advance, atomic_dir(out) as tmp:
         opset_used = torch_to_onnx(model, tmp / GRAPH_FILE, opset)
         advance(description="validate in onnxruntime")
@@ -100,7 +100,7 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
         metadata = export_metadata(
             ckpt, model.spec, "onnx", GRAPH_FILE, opset=opset_used, exporter=EXPORTER,
             inputs=list(input_names(model)), outputs=list(OUTPUT_NAMES), precision="fp32",
-            validation=report.to_dict(),
+            validation=report.to_dict(), reference=reference_agreement(model, tokenizer, examples),
         )
         raise_if_failed(report, "ONNX Runtime")
         write_json(tmp / METADATA_FILE, metadata)

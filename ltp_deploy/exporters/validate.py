@@ -133,3 +133,33 @@ def validate(runtime: Runtime, model: PrunedClassifier, cases, atol: float) -> V
             kept_counts_equal=bool(np.array_equal(kept, want_kept)),
         ))
     return ValidationReport(runtime=runtime.name, atol=atol, cases=results)
+
+
+def reference_agreement(model: PrunedClassifier, tokenizer, examples: Examples | None = None,
+                        max_length: int = 128, batch_size: int = 16) -> dict | None:
+    """The dropping model against LTP's masked rule (``ltp_deploy.reference``) on real sentences.
+
+    Returns summed counts (see ``reference.compare``) plus ``cls_pruned_rate``; None for a dense model.
+    """
+    from ltp_deploy.data import batches
+    from ltp_deploy.reference import compare, hf_twin
+
+    if model.spec is None:
+        return None
+    if examples is None:
+        examples = Examples(texts=list(BUILTIN_SENTENCES), text_pairs=None, labels=None, source="built-in")
+    twin = hf_twin(model)
+    total: dict = {}
+    for indices in batches(examples, batch_size):
+        batch = encode(tokenizer, examples, min(max_length, model.config.max_length), indices=indices)
+        part = compare(model, twin, model.spec, *(torch.from_numpy(batch[k]) for k in
+                                                  ("input_ids", "attention_mask", "token_type_ids")))
+        for key, value in part.items():
+            if key == "max_abs_diff":
+                total[key] = max(total.get(key, 0.0), value)
+            elif key == "layer_sets_equal":
+                total[key] = [a + b for a, b in zip(total.get(key, [0] * len(value)), value)]
+            else:
+                total[key] = total.get(key, 0) + value
+    total["cls_pruned_rate"] = total["reference_cls_pruned"] / max(total["sequences"], 1)
+    return total
