@@ -93,6 +93,11 @@ class EncoderConfig:
     def uses_token_type_ids(self) -> bool:
         return self.type_vocab_size > 1
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The inputs of an exported graph: BERT takes token_type_ids, RoBERTa (one token type) does not."""
+        return ("input_ids", "attention_mask") + (("token_type_ids",) if self.uses_token_type_ids else ())
+
 
 class Embeddings(nn.Module):
     def __init__(self, cfg: EncoderConfig):

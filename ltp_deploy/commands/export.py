@@ -1,4 +1,4 @@
-"""``ltp-deploy export CKPT --target onnx -o OUT``."""
+"""``ltp-deploy export CKPT --target onnx|openvino -o OUT``."""
 
 from __future__ import annotations
 
@@ -16,38 +16,73 @@ EXAMPLES = """\b
 Examples:
   ltp-deploy export runs/sst2-ltp --target onnx -o out/sst2-onnx
   ltp-deploy export runs/sst2-ltp --target onnx --dense -o out/sst2-dense
+  ltp-deploy export runs/sst2-ltp --target openvino -o out/sst2-ov
+  ltp-deploy export runs/sst2-ltp --target openvino --precision fp16 -o out/sst2-ov16
   ltp-deploy export ltp-roberta/ --data dev.tsv --text-column sentence -o out/ltp
 """
 
 
 class Target(str, Enum):
     onnx = "onnx"
+    openvino = "openvino"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
 
 
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (Hugging Face or original LTP layout).")],
     output: Output,
     target: Annotated[Target, typer.Option("--target", "-t", help="Export format.")] = Target.onnx,
+    precision: Annotated[Precision, typer.Option(
+        "--precision", help="Stored weights; fp16 with --target openvino only (default --atol 1e-2; kept counts "
+                            "must still match on real sentences).")] = Precision.fp32,
     dense: Annotated[bool, typer.Option("--dense", help="Same weights with pruning off (the timing baseline).")] = False,
     data: Data = None,
     task: Task = None,
     text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None,
     max_examples: Annotated[int, typer.Option("--max-examples", help="Real sentences used for validation.")] = 64,
-    atol: Annotated[float, typer.Option("--atol", help="Largest allowed |logit difference| against torch.")] = 1e-4,
-    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
+    atol: Annotated[Optional[float], typer.Option(
+        "--atol", help="Largest allowed |logit difference| against torch (default 1e-4; 1e-2 for fp16).")] = None,
+    opset: Annotated[Optional[int], typer.Option(
+        "--opset", help="ONNX opset (default: the exporter's); --target onnx only.")] = None,
 ) -> None:
     from ltp_deploy.checkpoint import load_checkpoint
     from ltp_deploy.data import load_examples
-    from ltp_deploy.exporters.onnx import export_onnx
+    from ltp_deploy.errors import LtpDeployError
 
+    target, precision = Target(target).value, Precision(precision).value
+    if precision == "fp16" and target != "openvino":
+        raise LtpDeployError(f"--precision fp16 is an OpenVINO IR option, not {target}: "
+                             "add --target openvino or drop --precision.")
+    if opset is not None and target != "onnx":
+        raise LtpDeployError("--opset applies to --target onnx only: drop --opset for openvino.")
     ckpt = load_checkpoint(checkpoint, dense=dense)
     examples = None
     if data or task:
         examples = load_examples(data, task, text_column=column(text_column),
                                  text_pair_column=column(text_pair_column)).take(max_examples)
-    result = export_onnx(ckpt, output, dense=dense, examples=examples, atol=atol, opset=opset)
-    v = result.metadata["validation"]
-    print(f"exported {result.graph} ({result.metadata['pruning']}, opset {result.metadata['opset']}): "
-          f"validated on {len(v['cases'])} cases in {v['runtime']}, max |logit diff| {v['max_abs_diff']:.1e}, "
-          "kept counts identical", file=sys.stdout)
+    if target == "openvino":
+        from ltp_deploy.exporters.openvino import export_openvino
+
+        result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision)
+    else:
+        from ltp_deploy.exporters.onnx import export_onnx
+
+        result = export_onnx(ckpt, output, dense=dense, examples=examples,
+                             atol=1e-4 if atol is None else atol, opset=opset)
+    print(summary(result.graph, result.metadata), file=sys.stdout)
+
+
+def summary(graph: Path, metadata: dict) -> str:
+    """The one line printed after a successful export."""
+    v = metadata["validation"]
+    tolerated = v.get("tolerated") or []
+    kept = (f"kept counts identical except {len(tolerated)} random-input case(s) tolerated for fp16"
+            if tolerated else "kept counts identical")
+    return (f"exported {graph} ({metadata['pruning']}, {metadata['precision']}, opset {metadata['opset']}): "
+            f"validated on {len(v['cases'])} cases in {v['runtime']}, max |logit diff| {v['max_abs_diff']:.1e} "
+            f"(atol {v['atol']:.0e}), {kept}")

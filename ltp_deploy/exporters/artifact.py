@@ -1,4 +1,5 @@
-"""The exported artifact folder: graph file(s), tokenizer files and one metadata JSON.
+"""The exported artifact folder: graph file(s), tokenizer files and one metadata JSON, and the export steps
+every target shares (``export_validated``).
 
 Every exporter writes the same metadata (``ltp_deploy_export.json``) so that ``inspect``, ``bench`` and
 ``check`` read any target the same way.
@@ -8,12 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
+from ltp_deploy.atomic import atomic_dir, write_json
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.progress import progress_bar
+from ltp_deploy.runtimes.base import OUTPUT_NAMES
 from ltp_deploy.spec import PruningSpec
 
 METADATA_FILE = "ltp_deploy_export.json"
@@ -55,3 +62,60 @@ def read_metadata(path: str | Path) -> dict:
 
 def spec_of(metadata: dict) -> PruningSpec | None:
     return PruningSpec.from_dict(metadata["spec"]) if metadata.get("spec") else None
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    graph: Path
+    metadata: dict
+
+
+class ExportValidationError(LtpDeployError):
+    """The exported graph disagrees with the torch model beyond tolerance; nothing was written."""
+
+
+def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_file: str,
+                     write_graph: Callable[[PrunedClassifier, Path], dict], open_for_validation: Callable,
+                     dense: bool = False, examples=None, atol: float = 1e-4, precision: str = "fp32",
+                     tolerate_random_flips: bool = False, validation_notes: dict | None = None) -> ExportResult:
+    """The steps every target shares: write the graph into a temporary folder, save the tokenizer, validate the
+    graph in its runtime against the torch model, compare with LTP's masked rule, write the metadata, and only
+    then move the folder to ``out``.
+
+    Args:
+        write_graph: ``(model, folder) -> dict`` writes ``folder/graph_file``; returns metadata (opset, exporter).
+        open_for_validation: ``path -> Runtime`` that runs the graph with f32 arithmetic.
+        validation_notes: recorded beside the validation results (e.g. the precision hint used).
+        (the rest as in ``export_onnx``)
+
+    Raises:
+        ExportValidationError: validation failed; ``out`` is left as it was.
+    """
+    from ltp_deploy.exporters.validate import reference_agreement, validate, validation_cases
+
+    if not (math.isfinite(atol) and atol >= 0):
+        raise LtpDeployError(f"atol must be a finite number >= 0, got {atol}: e.g. --atol 1e-4.")
+    model = ckpt.model.with_spec(None) if dense else ckpt.model
+    tokenizer = ckpt.tokenizer()
+    with progress_bar(total=3, description=f"export {target}") as advance, atomic_dir(out) as tmp:
+        graph_meta = write_graph(model, tmp)
+        tokenizer.save_pretrained(str(tmp))
+        advance(description=f"validate {target}")
+        runtime = open_for_validation(tmp / graph_file)
+        report = validate(runtime, model, validation_cases(tokenizer, model, examples), atol, tolerate_random_flips)
+        del runtime  # release the graph file before the folder moves
+        advance(description="compare with the masked rule")
+        metadata = export_metadata(
+            ckpt, model.spec, target, graph_file, inputs=list(model.config.input_names), outputs=list(OUTPUT_NAMES),
+            precision=precision, **graph_meta, validation={**report.to_dict(), **(validation_notes or {})},
+            reference=reference_agreement(model, tokenizer, examples),
+        )
+        if not report.passed:
+            raise ExportValidationError(
+                f"Exported graph disagrees with the torch model in {report.runtime} ({'; '.join(report.failures())})"
+                ": nothing was written; report this with the checkpoint, or loosen --atol if the gap is numerical."
+            )
+        write_json(tmp / METADATA_FILE, metadata)
+        advance()
+    return ExportResult(Path(out), Path(out) / graph_file, metadata)

@@ -13,50 +13,28 @@ import contextlib
 import io
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ltp_deploy.atomic import atomic_dir, write_json
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
-from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.exporters.artifact import METADATA_FILE, export_metadata
-from ltp_deploy.exporters.validate import ValidationReport, reference_agreement, validate, validation_cases
+from ltp_deploy.exporters.artifact import ExportResult, ExportValidationError, export_validated
 from ltp_deploy.model import PrunedClassifier
-from ltp_deploy.progress import progress_bar
+from ltp_deploy.runtimes.base import OUTPUT_NAMES
 
 GRAPH_FILE = "model.onnx"
-OUTPUT_NAMES = ("logits", "kept_counts")
 # The dynamo exporter (torch.export) traces with symbolic shapes: a data-dependent value (the survivor count
 # T' from NonZero) stays symbolic, and anything that would freeze it into a constant fails the export instead.
 # The TorchScript exporter silently bakes such values in (and is deprecated), so it is not used.
 EXPORTER = "torch.onnx.export(dynamo=True)"
 
 
-class ExportValidationError(LtpDeployError):
-    """The exported graph disagrees with the torch model beyond tolerance; nothing was written."""
-
-
-@dataclass
-class ExportResult:
-    folder: Path
-    graph: Path
-    metadata: dict
-
-
-def input_names(model: PrunedClassifier) -> tuple[str, ...]:
-    """BERT takes token_type_ids; RoBERTa (one token type) does not."""
-    base = ("input_ids", "attention_mask")
-    return base + ("token_type_ids",) if model.config.uses_token_type_ids else base
-
-
 def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None) -> int:
     """Export ``model`` with dynamic batch and sequence axes; return the graph's opset."""
     import onnx
 
-    names = input_names(model)
+    names = model.config.input_names
     ids = torch.randint(1000, 2000, (2, 16), generator=torch.Generator().manual_seed(0))
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
     args = tuple(example[n] for n in names)
@@ -89,31 +67,11 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
     """
     from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
 
-    model = ckpt.model.with_spec(None) if dense else ckpt.model
-    tokenizer = ckpt.tokenizer()
-    with progress_bar(total=3, description="export onnx") as advance, atomic_dir(out) as tmp:
-        opset_used = torch_to_onnx(model, tmp / GRAPH_FILE, opset)
-        advance(description="validate in onnxruntime")
-        tokenizer.save_pretrained(str(tmp))
-        report = validate(OnnxRuntimeCPU(tmp / GRAPH_FILE), model, validation_cases(tokenizer, model, examples), atol)
-        advance(description="write metadata")
-        metadata = export_metadata(
-            ckpt, model.spec, "onnx", GRAPH_FILE, opset=opset_used, exporter=EXPORTER,
-            inputs=list(input_names(model)), outputs=list(OUTPUT_NAMES), precision="fp32",
-            validation=report.to_dict(), reference=reference_agreement(model, tokenizer, examples),
-        )
-        raise_if_failed(report, "ONNX Runtime")
-        write_json(tmp / METADATA_FILE, metadata)
-        advance()
-    return ExportResult(Path(out), Path(out) / GRAPH_FILE, metadata)
+    def write_graph(model: PrunedClassifier, folder: Path) -> dict:
+        return {"opset": torch_to_onnx(model, folder / GRAPH_FILE, opset), "exporter": EXPORTER}
 
-
-def raise_if_failed(report: ValidationReport, runtime: str) -> None:
-    if not report.passed:
-        raise ExportValidationError(
-            f"Exported graph disagrees with the torch model in {runtime} ({'; '.join(report.failures())}): "
-            "nothing was written; report this with the checkpoint, or loosen --atol if the gap is numerical."
-        )
+    return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
+                            open_for_validation=OnnxRuntimeCPU, dense=dense, examples=examples, atol=atol)
 
 
 @contextlib.contextmanager
@@ -130,3 +88,6 @@ def _quiet_exporter():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+__all__ = ["EXPORTER", "GRAPH_FILE", "ExportResult", "ExportValidationError", "export_onnx", "torch_to_onnx"]

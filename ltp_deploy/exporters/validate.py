@@ -38,59 +38,83 @@ BUILTIN_SENTENCES = (
 @dataclass
 class CaseResult:
     name: str
+    real: bool  # real sentences (a kept-count change there is one users would see) or random ids
     batch_size: int
     length: int
     max_abs_diff: float
     argmax_agreement: float
     kept_counts_equal: bool
 
-    def passed(self, atol: float) -> bool:
-        return self.max_abs_diff <= atol and self.kept_counts_equal
-
 
 @dataclass
 class ValidationReport:
+    """Pass rule: every case has identical kept counts and max |logit diff| <= atol.
+
+    With ``tolerate_random_flips`` (fp16 weights, whose rounding may move a score across a threshold), a
+    random-ids case whose counts differ is tolerated and listed; its logits are not compared, since another
+    token set gives other logits by design. Real-sentence cases must still keep identical counts.
+    """
+
     runtime: str
     atol: float
     cases: list[CaseResult]
+    tolerate_random_flips: bool = False
+
+    def case_passed(self, c: CaseResult) -> bool:
+        if c.kept_counts_equal:
+            return c.max_abs_diff <= self.atol
+        return self.tolerate_random_flips and not c.real
 
     @property
     def passed(self) -> bool:
-        return all(c.passed(self.atol) for c in self.cases)
+        return all(self.case_passed(c) for c in self.cases)
 
     @property
     def max_abs_diff(self) -> float:
-        return max(c.max_abs_diff for c in self.cases)
+        """Over the cases whose logits were compared (kept counts identical)."""
+        return max((c.max_abs_diff for c in self.cases if c.kept_counts_equal), default=0.0)
+
+    @property
+    def tolerated(self) -> list[str]:
+        return [c.name for c in self.cases if not c.kept_counts_equal and self.case_passed(c)]
 
     def failures(self) -> list[str]:
         return [
-            f"{c.name}: max |diff| {c.max_abs_diff:.2e} (atol {self.atol:.0e}), kept counts "
-            f"{'equal' if c.kept_counts_equal else 'DIFFER'}"
-            for c in self.cases if not c.passed(self.atol)
+            f"{c.name}: kept counts DIFFER" if not c.kept_counts_equal
+            else f"{c.name}: max |diff| {c.max_abs_diff:.2e} (atol {self.atol:.0e})"
+            for c in self.cases if not self.case_passed(c)
         ]
 
     def to_dict(self) -> dict:
         return {"runtime": self.runtime, "atol": self.atol, "passed": self.passed,
-                "max_abs_diff": self.max_abs_diff, "cases": [asdict(c) for c in self.cases]}
+                "max_abs_diff": self.max_abs_diff, "tolerated": self.tolerated,
+                "tolerate_random_flips": self.tolerate_random_flips, "cases": [asdict(c) for c in self.cases]}
+
+
+@dataclass
+class Case:
+    name: str
+    real: bool
+    batch: dict[str, np.ndarray]
 
 
 def validation_cases(tokenizer, model: PrunedClassifier, examples: Examples | None = None,
-                     max_length: int | None = None, seed: int = 0) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """Named batches: real sentences at batch 1 and 8 (mixed lengths), random ids at length 1, mixed lengths
-    with padding, and the maximum length."""
+                     max_length: int | None = None, seed: int = 0) -> list[Case]:
+    """Real sentences at batch 1 and 8 (mixed lengths); random ids at length 1, mixed lengths with padding, and
+    the maximum length."""
     cfg = model.config
     max_length = max_length or cfg.max_length
     if examples is None:
         examples = Examples(texts=list(BUILTIN_SENTENCES), text_pairs=None, labels=None, source="built-in")
     real = min(len(examples), 8)
     cases = [
-        ("real b1", encode(tokenizer, examples, min(max_length, 128), indices=[0])),
-        (f"real b{real} mixed", encode(tokenizer, examples, min(max_length, 128), indices=range(real))),
+        Case("real b1", True, encode(tokenizer, examples, min(max_length, 128), indices=[0])),
+        Case(f"real b{real} mixed", True, encode(tokenizer, examples, min(max_length, 128), indices=range(real))),
     ]
     rng = np.random.default_rng(seed)
     for name, lengths in [("random b1 len1", [1]), ("random b4 mixed", [1, 7, 33, 64]),
                           ("random b3 mixed", [2, 17, 5]), ("random b2 max", [max_length, max_length // 2])]:
-        cases.append((name, random_batch(tokenizer, cfg, lengths, rng)))
+        cases.append(Case(name, False, random_batch(tokenizer, cfg, lengths, rng)))
     return cases
 
 
@@ -118,21 +142,23 @@ def torch_outputs(model: PrunedClassifier, batch: dict[str, np.ndarray]) -> tupl
     return logits.numpy(), kept.numpy()
 
 
-def validate(runtime: Runtime, model: PrunedClassifier, cases, atol: float) -> ValidationReport:
-    """Run every case through ``runtime`` and ``model`` and compare."""
+def validate(runtime: Runtime, model: PrunedClassifier, cases, atol: float,
+             tolerate_random_flips: bool = False) -> ValidationReport:
+    """Run every case through ``runtime`` and ``model`` and compare (pass rule: ``ValidationReport``)."""
     results = []
-    for name, batch in cases:
-        want_logits, want_kept = torch_outputs(model, batch)
-        logits, kept = runtime.run(batch)
+    for case in cases:
+        want_logits, want_kept = torch_outputs(model, case.batch)
+        logits, kept = runtime.run(case.batch)
         results.append(CaseResult(
-            name=name,
-            batch_size=int(batch["input_ids"].shape[0]),
-            length=int(batch["input_ids"].shape[1]),
+            name=case.name,
+            real=case.real,
+            batch_size=int(case.batch["input_ids"].shape[0]),
+            length=int(case.batch["input_ids"].shape[1]),
             max_abs_diff=float(np.abs(logits - want_logits).max()),
             argmax_agreement=float((logits.argmax(-1) == want_logits.argmax(-1)).mean()),
             kept_counts_equal=bool(np.array_equal(kept, want_kept)),
         ))
-    return ValidationReport(runtime=runtime.name, atol=atol, cases=results)
+    return ValidationReport(runtime.name, atol, results, tolerate_random_flips)
 
 
 def reference_agreement(model: PrunedClassifier, tokenizer, examples: Examples | None = None,

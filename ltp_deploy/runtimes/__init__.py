@@ -1,9 +1,23 @@
 """Runtime adapters: one interface (``Runtime``), chosen from the model file and the device.
 
+=================================  ===========================  =========  ==========
+path                               backend (first row: default)    devices    precisions
+=================================  ===========================  =========  ==========
+``model.onnx``                     onnxruntime                  cpu, cuda  fp32
+``model.onnx``                     openvino                     cpu        fp32, bf16
+``model.xml`` (OpenVINO IR)        openvino                     cpu        fp32, bf16
+export folder (ltp_deploy_export)  as its graph file            as above   as above
+checkpoint folder (config.json)    torch                        cpu, cuda  fp32
+=================================  ===========================  =========  ==========
+
+Invalid combinations raise one ``LtpDeployError`` naming the valid options; nothing falls back silently.
+
 Example::
 
     from ltp_deploy.runtimes import open_runtime
-    rt = open_runtime("out/model.onnx", device="cpu")
+    rt = open_runtime("out/model.onnx", device="cuda")
+    rt = open_runtime("out/sst2-ov", threads=4, precision="bf16", hint="throughput")
+    rt.name, rt.device, rt.precision, rt.load_seconds
 """
 
 from __future__ import annotations
@@ -13,19 +27,108 @@ from pathlib import Path
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes.base import Runtime
 
+BACKENDS = ("onnxruntime", "openvino", "torch")
+DEVICES = ("cpu", "cuda")
+_BACKENDS_FOR = {".onnx": ("onnxruntime", "openvino"), ".xml": ("openvino",), "checkpoint": ("torch",)}
+_DEVICES_FOR = {"onnxruntime": ("cpu", "cuda"), "openvino": ("cpu",), "torch": ("cpu", "cuda")}
+_PRECISIONS_FOR = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16"), "torch": ("fp32",)}
 
-def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = None, threads: int | None = None) -> Runtime:
-    """Load ``path`` (``model.onnx`` or an export folder) with the adapter its file type and ``device`` call for."""
-    path = Path(path)
+
+def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = None, threads: int | None = None,
+                 precision: str | None = None, hint: str | None = None) -> Runtime:
+    """Load ``path`` with the adapter its file type, ``backend`` and ``device`` call for.
+
+    Args:
+        path: an ``.onnx`` or ``.xml`` graph, an export folder (holding ``ltp_deploy_export.json``) or a
+            checkpoint folder (``config.json``; run in torch with the folder's own pruning spec).
+        device: "cpu" or "cuda" ("cuda:N" for another GPU).
+        backend: "onnxruntime", "openvino" or "torch"; default: the first valid one for the file type.
+        threads: intra-op threads (default: the runtime's choice).
+        precision: compute precision, "fp32" (default) or, with openvino, "bf16".
+        hint: OpenVINO performance hint, "latency" (default) or "throughput"; openvino only.
+
+    Returns:
+        A loaded ``Runtime`` with ``name``, ``device``, ``precision`` and ``load_seconds`` set.
+
+    Raises:
+        LtpDeployError: a missing path, an unknown option, or a combination that no adapter supports.
+
+    Example::
+
+        rt = open_runtime("out/sst2-onnx", device="cpu", backend="openvino", threads=4)
+    """
+    kind, graph = _resolve(Path(path))
+    device_type, device_id = _parse_device(device)
+    if backend is not None and backend not in BACKENDS:
+        raise LtpDeployError(f"Unknown backend {backend!r}: use one of {', '.join(BACKENDS)}.")
+    allowed = _BACKENDS_FOR[kind]
+    backend = backend or allowed[0]
+    if backend not in allowed:
+        what = "a checkpoint folder" if kind == "checkpoint" else f"a {kind} graph"
+        raise LtpDeployError(f"{graph} is {what}, which runs with backend {' or '.join(allowed)}, not {backend}: "
+                             f"pass --backend {allowed[0]} or leave --backend out.")
+    if device_type not in _DEVICES_FOR[backend]:
+        cuda = [b for b in BACKENDS if "cuda" in _DEVICES_FOR[b]]
+        raise LtpDeployError(f"Backend {backend} runs on {' or '.join(_DEVICES_FOR[backend])} only, not {device}: "
+                             f"use --device cpu, or {' or '.join(cuda)} for cuda.")
+    precision = precision or "fp32"
+    if precision not in _PRECISIONS_FOR[backend]:
+        valid = _PRECISIONS_FOR[backend]
+        fix = f"use --precision {' or '.join(valid)}" + ("" if "bf16" in valid else " (--backend openvino for bf16)")
+        raise LtpDeployError(f"Backend {backend} computes in {' or '.join(valid)}, not {precision}: {fix}.")
+    if hint is not None and backend != "openvino":
+        raise LtpDeployError(f"The performance hint {hint!r} is an OpenVINO setting: drop --hint or use "
+                             "--backend openvino.")
+    if threads is not None and threads < 1:
+        raise LtpDeployError(f"threads must be a positive number, got {threads}: leave it out for the default.")
+    return _load(backend, device_type, device_id, graph, threads, precision, hint)
+
+
+def _load(backend, device_type, device_id, graph, threads, precision, hint) -> Runtime:
+    if backend == "onnxruntime":
+        from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU, OnnxRuntimeCUDA
+
+        if device_type == "cuda":
+            return OnnxRuntimeCUDA(graph, threads=threads, device_id=device_id)
+        return OnnxRuntimeCPU(graph, threads=threads)
+    if backend == "openvino":
+        from ltp_deploy.runtimes.openvino import OpenVINOCPU
+
+        return OpenVINOCPU(graph, threads=threads, precision=precision, hint=hint or "latency")
+    from ltp_deploy.runtimes.torch import TorchRuntime
+
+    return TorchRuntime(graph, device=device_type if device_id == 0 else f"cuda:{device_id}", threads=threads)
+
+
+def _resolve(path: Path) -> tuple[str, Path]:
+    """(kind, file or folder to load): kind is ".onnx", ".xml" or "checkpoint"."""
+    from ltp_deploy.checkpoint import CONFIG_FILE
+    from ltp_deploy.exporters.artifact import METADATA_FILE, read_metadata
+
+    if not path.exists():
+        raise LtpDeployError(f"{path} does not exist: pass a .onnx or .xml graph, an export folder or a "
+                             "checkpoint folder.")
     if path.is_dir():
-        path = path / "model.onnx"
-    if not path.is_file():
-        raise LtpDeployError(f"Model file {path} does not exist: pass an exported model.onnx or its folder.")
-    if path.suffix == ".onnx" and device == "cpu" and backend in (None, "onnxruntime"):
-        from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
+        if (path / METADATA_FILE).is_file():
+            path = path / read_metadata(path)["graph"]
+            if not path.is_file():
+                raise LtpDeployError(f"{path} named by {METADATA_FILE} is missing: re-export the folder.")
+        elif (path / CONFIG_FILE).is_file():
+            return "checkpoint", path
+        else:
+            raise LtpDeployError(f"{path} holds neither {METADATA_FILE} nor {CONFIG_FILE}: pass an export folder, "
+                                 "a checkpoint folder, or a .onnx/.xml file.")
+    if path.suffix not in (".onnx", ".xml"):
+        raise LtpDeployError(f"{path} is not a model file: pass a .onnx or .xml graph, an export folder or a "
+                             "checkpoint folder.")
+    return path.suffix, path
 
-        return OnnxRuntimeCPU(path, threads=threads)
-    raise LtpDeployError(f"No runtime for {path.suffix} files on device {device!r} (backend {backend!r}).")
+
+def _parse_device(device: str) -> tuple[str, int]:
+    kind, _, index = device.partition(":")
+    if kind in DEVICES and (not index or (kind == "cuda" and index.isdigit())):
+        return kind, int(index or 0)
+    raise LtpDeployError(f"Unknown device {device!r}: use cpu or cuda (cuda:N for another GPU).")
 
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = ["BACKENDS", "DEVICES", "Runtime", "open_runtime"]

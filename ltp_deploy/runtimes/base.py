@@ -4,20 +4,34 @@ Example::
 
     rt = open_runtime("out/model.onnx", device="cpu")
     logits, kept = rt.run({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+    rt.name, rt.device, rt.precision, rt.load_seconds   # what a benchmark row records
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 
 import numpy as np
 
+OUTPUT_NAMES = ("logits", "kept_counts")  # every exported graph names its outputs so
+
 
 class Runtime(ABC):
-    """A loaded model that maps an int64 batch to ``(logits (B, C) float32, kept_counts (B, L) int64)``."""
+    """A loaded model that maps an int64 batch to ``(logits (B, C) float32, kept_counts (B, L) int64)``.
+
+    Attributes a benchmark reads: ``name`` (backend and device, e.g. "onnxruntime-cuda"), ``device`` ("cpu" or
+    "cuda"), ``precision`` (the arithmetic the runtime computes in: "fp32" or "bf16"; weights stored in fp16
+    are widened on load, so ``weights`` says how they were stored) and ``load_seconds`` (wall time of loading
+    and compiling, measured once in the constructor; the first ``run`` may still pay lazy initialisation).
+    """
 
     name: str  # e.g. "onnxruntime-cpu"
     input_names: tuple[str, ...]
+    device: str = "cpu"
+    precision: str = "fp32"
+    weights: str = "fp32"  # how the graph stores its weights ("fp16": an OpenVINO IR saved compressed)
+    load_seconds: float = 0.0
 
     @abstractmethod
     def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -26,3 +40,21 @@ class Runtime(ABC):
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The inputs this model takes, as contiguous int64 arrays."""
         return {n: np.ascontiguousarray(batch[n], dtype=np.int64) for n in self.input_names}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, device={self.device!r}, precision={self.precision!r}, "
+                f"load_seconds={self.load_seconds:.3f})")
+
+
+class LoadTimer:
+    """Measures an adapter's load time: ``with LoadTimer(self): ...`` sets ``self.load_seconds`` on exit."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def __enter__(self) -> LoadTimer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.runtime.load_seconds = time.perf_counter() - self.start

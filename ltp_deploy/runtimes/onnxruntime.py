@@ -1,4 +1,11 @@
-"""ONNX Runtime adapter (CPU execution provider)."""
+"""ONNX Runtime adapters: the CPU execution provider, and the CUDA provider with IO binding.
+
+Example::
+
+    rt = OnnxRuntimeCPU("out/model.onnx", threads=4)
+    rt = OnnxRuntimeCUDA("out/model.onnx")          # LtpDeployError when onnxruntime-gpu/CUDA is missing
+    logits, kept = rt.run(batch)
+"""
 
 from __future__ import annotations
 
@@ -7,29 +14,133 @@ from pathlib import Path
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.runtimes.base import Runtime
+from ltp_deploy.runtimes.base import OUTPUT_NAMES, LoadTimer, Runtime
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+_OUTPUT_DTYPES = {"logits": np.float32, "kept_counts": np.int64}
 
 
 class OnnxRuntimeCPU(Runtime):
-    """An ``onnxruntime.InferenceSession`` on the CPU provider, all graph optimisations on."""
+    """An ``onnxruntime.InferenceSession`` on the CPU provider, all graph optimisations on.
+
+    Args:
+        path: an ``.onnx`` file.
+        threads: intra-op threads (default: ONNX Runtime's choice, one per physical core).
+    """
 
     name = "onnxruntime-cpu"
-    providers = ("CPUExecutionProvider",)
 
     def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=list(self.providers))
-        except Exception as e:  # ORT raises its own untyped errors for unreadable graphs
-            raise LtpDeployError(f"ONNX Runtime cannot load {path} ({str(e).splitlines()[0][:200]}): re-export it.")
+        with LoadTimer(self):
+            self.session = _session(path, threads, ["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
 
     def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        logits, kept = self.session.run(["logits", "kept_counts"], self.feed(batch))
+        logits, kept = self.session.run(list(OUTPUT_NAMES), self.feed(batch))
         return logits, kept
+
+
+class OnnxRuntimeCUDA(Runtime):
+    """An ``InferenceSession`` on the CUDA provider; never falls back to the CPU silently.
+
+    Inputs are copied to the GPU and both outputs are written into preallocated GPU buffers through IO
+    binding: their shapes, ``logits`` (B, C) and ``kept_counts`` (B, L), are known from the batch size alone
+    even though the graph's inner shapes depend on the data. Shape subgraphs (NonZero's count, TopK's K) still
+    run on the host; ONNX Runtime inserts the copies.
+
+    Args:
+        path: an ``.onnx`` file.
+        threads: intra-op threads for the nodes ONNX Runtime places on the CPU.
+        device_id: the CUDA device.
+
+    Raises:
+        LtpDeployError: ``onnxruntime`` lacks the CUDA provider, or the session came up without it (a CUDA or
+            cuDNN library it needs is missing).
+    """
+
+    name = "onnxruntime-cuda"
+
+    def __init__(self, path: str | Path, threads: int | None = None, device_id: int = 0):
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if CUDA_PROVIDER not in available:
+            raise LtpDeployError(
+                f"ONNX Runtime has no {CUDA_PROVIDER} (available: {', '.join(available)}): install onnxruntime-gpu "
+                "with a CUDA-capable driver, or use --device cpu."
+            )
+        self.device = "cuda" if device_id == 0 else f"cuda:{device_id}"
+        with LoadTimer(self):
+            providers = [(CUDA_PROVIDER, {"device_id": device_id}), "CPUExecutionProvider"]
+            self.session = _session(path, threads, providers)
+        if CUDA_PROVIDER not in self.session.get_providers():  # ORT logs and falls back when CUDA libs fail
+            raise LtpDeployError(
+                f"ONNX Runtime could not start {CUDA_PROVIDER} for {path} (session providers: "
+                f"{', '.join(self.session.get_providers())}): check that the CUDA and cuDNN versions match "
+                "onnxruntime-gpu's requirements, or use --device cpu."
+            )
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self._binder = IOBinder(self.session, "cuda", device_id)
+
+    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return self._binder.run(self.feed(batch))
+
+
+class IOBinder:
+    """Runs a session through IO binding on one ORT device (``"cuda"``; ``"cpu"`` in tests).
+
+    The output buffers for the current batch size are allocated once and reused until the batch size changes.
+    """
+
+    def __init__(self, session, device_type: str, device_id: int = 0):
+        self.session, self.device = session, (device_type, device_id)
+        self.widths = {o.name: _fixed_width(o) for o in session.get_outputs() if o.name in OUTPUT_NAMES}
+        missing = [n for n in OUTPUT_NAMES if n not in self.widths]
+        if missing:
+            raise LtpDeployError(f"The graph has no output {missing[0]!r}: it was not exported by ltp-deploy; "
+                                 "export it with `ltp-deploy export`.")
+        self._batch_size, self._outputs = None, {}
+
+    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        from onnxruntime import OrtValue
+
+        batch_size = next(iter(feed.values())).shape[0]
+        if batch_size != self._batch_size:
+            self._outputs = {n: OrtValue.ortvalue_from_shape_and_type((batch_size, self.widths[n]), _OUTPUT_DTYPES[n],
+                                                                       *self.device) for n in OUTPUT_NAMES}
+            self._batch_size = batch_size
+        binding = self.session.io_binding()
+        inputs = {n: OrtValue.ortvalue_from_numpy(a, *self.device) for n, a in feed.items()}  # alive until run ends
+        for n, value in inputs.items():
+            binding.bind_ortvalue_input(n, value)
+        for n, value in self._outputs.items():
+            binding.bind_ortvalue_output(n, value)
+        self.session.run_with_iobinding(binding)
+        return self._outputs["logits"].numpy(), self._outputs["kept_counts"].numpy()
+
+
+def _fixed_width(output) -> int:
+    """The second dimension of a (batch, width) output, which must be a number in an ltp-deploy graph."""
+    shape = output.shape
+    if len(shape) != 2 or not isinstance(shape[1], int):
+        raise LtpDeployError(f"Graph output {output.name!r} has shape {shape}, not (batch, fixed width): "
+                             "re-export the model with `ltp-deploy export`.")
+    return shape[1]
+
+
+def _session(path: str | Path, threads: int | None, providers: list):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    # Idle worker threads spin by default, stealing cores from any other session in the process: with two
+    # models timed A B A B (bench --compare) that inflated both latencies 1.5-4x on a 2-core machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as e:  # ORT raises its own untyped errors for unreadable graphs
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LtpDeployError(f"ONNX Runtime cannot load {path} ({first}): re-export it.") from None

@@ -1,0 +1,105 @@
+"""OpenVINO adapter (CPU plugin) for an IR (``.xml``) or an ``.onnx`` graph.
+
+The precision hint is always set: on CPUs with bf16/AMX the plugin otherwise computes in bf16 on its own,
+which can flip keep/drop decisions next to a threshold. ``f32`` is the default; ``bf16`` must be asked for.
+
+Example::
+
+    rt = OpenVINOCPU("out/sst2-ov/model.xml", threads=4, hint="latency")
+    logits, kept = rt.run(batch)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.runtimes.base import OUTPUT_NAMES, LoadTimer, Runtime
+
+HINTS = ("latency", "throughput")
+PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO element type
+
+
+class OpenVINOCPU(Runtime):
+    """A model compiled for OpenVINO's CPU plugin, run through one ``InferRequest``.
+
+    Args:
+        path: an ``.xml`` IR (with its ``.bin`` beside it) or an ``.onnx`` file.
+        threads: ``INFERENCE_NUM_THREADS`` (default: the plugin's choice).
+        precision: "fp32" (default) or "bf16", passed as ``INFERENCE_PRECISION_HINT``.
+        hint: ``PERFORMANCE_HINT``, "latency" (default) or "throughput".
+
+    Raises:
+        LtpDeployError: unknown precision or hint, bf16 on a CPU without bf16 support, an unreadable graph.
+    """
+
+    name = "openvino-cpu"
+
+    def __init__(self, path: str | Path, threads: int | None = None, precision: str = "fp32",
+                 hint: str = "latency"):
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        if precision not in PRECISIONS:
+            raise LtpDeployError(f"Unknown OpenVINO precision {precision!r}: use {' or '.join(PRECISIONS)}.")
+        if hint not in HINTS:
+            raise LtpDeployError(f"Unknown performance hint {hint!r}: use {' or '.join(HINTS)}.")
+        core = ov.Core()
+        if precision == "bf16":
+            require_bf16(cpu_capabilities(core))
+        config = {
+            hints.performance_mode: getattr(hints.PerformanceMode, hint.upper()),
+            hints.inference_precision: getattr(ov.Type, PRECISIONS[precision]),
+        }
+        if threads:
+            config[props.inference_num_threads] = threads
+        with LoadTimer(self):
+            try:
+                model = core.read_model(str(path))
+                self.compiled = core.compile_model(model, "CPU", config)
+            except RuntimeError as e:  # OpenVINO reports unreadable or unsupported graphs as RuntimeError
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise LtpDeployError(f"OpenVINO cannot load {path} ({first}): re-export it.") from None
+            self.request = self.compiled.create_infer_request()
+        actual = self.compiled.get_property(hints.inference_precision()).get_type_name()
+        self.precision = {v: k for k, v in PRECISIONS.items()}.get(actual, actual)
+        self.weights = "fp16" if stores_fp16_weights(model) else "fp32"
+        self.hint = hint
+        self.input_names = tuple(p.get_any_name() for p in self.compiled.inputs)
+        names = {name for p in self.compiled.outputs for name in p.get_names()}
+        missing = [n for n in OUTPUT_NAMES if n not in names]
+        if missing:
+            raise LtpDeployError(f"{path} has no output {missing[0]!r}: it was not exported by ltp-deploy; "
+                                 "export it with `ltp-deploy export`.")
+
+    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        self.request.infer(self.feed(batch))
+        # Copies: the request reuses its output memory on the next call.
+        logits = np.array(self.request.get_tensor("logits").data, dtype=np.float32)
+        kept = np.array(self.request.get_tensor("kept_counts").data, dtype=np.int64)
+        return logits, kept
+
+
+def cpu_capabilities(core) -> list[str]:
+    """The CPU plugin's ``OPTIMIZATION_CAPABILITIES`` (e.g. ``["FP32", "BF16", "INT8", ...]``)."""
+    return list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def require_bf16(capabilities: list[str]) -> None:
+    """Raise the one-sentence error when the CPU plugin cannot compute in bf16."""
+    if "BF16" not in capabilities:
+        raise LtpDeployError(
+            f"This CPU has no bf16 support (OpenVINO capabilities: {', '.join(capabilities)}): "
+            "use --precision fp32, or run on a CPU with AVX512-BF16 or AMX."
+        )
+
+
+def stores_fp16_weights(model) -> bool:
+    """True when the IR keeps its weights as fp16 constants (``save_model(compress_to_fp16=True)``)."""
+    import openvino as ov
+
+    return any(op.get_type_name() == "Constant" and op.get_output_element_type(0) == ov.Type.f16
+               for op in model.get_ops())

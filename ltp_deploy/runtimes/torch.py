@@ -1,0 +1,67 @@
+"""Torch reference adapter: a checkpoint's ``PrunedClassifier`` behind the ``Runtime`` interface.
+
+Lets ``bench`` and ``check`` run the checkpoint itself next to its exported graphs.
+
+Example::
+
+    rt = TorchRuntime("runs/sst2-ltp")                 # the folder's own pruning spec
+    rt = TorchRuntime(load_checkpoint("runs/sst2-ltp", dense=True).model, device="cuda")
+    logits, kept = rt.run(batch)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.runtimes.base import LoadTimer, Runtime
+
+
+class TorchRuntime(Runtime):
+    """Runs ``PrunedClassifier`` in fp32 under ``torch.inference_mode``.
+
+    Args:
+        model: a checkpoint folder (loaded with ``load_checkpoint``, its own spec) or a loaded model.
+        device: "cpu", "cuda" or "cuda:N".
+        threads: torch intra-op threads while this runtime runs (restored afterwards; torch's setting is
+            process-wide).
+
+    Raises:
+        LtpDeployError: CUDA asked for but torch sees no GPU; anything ``load_checkpoint`` rejects.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: str | Path | PrunedClassifier, device: str = "cpu", threads: int | None = None):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise LtpDeployError(
+                "torch sees no CUDA device: install a CUDA build of torch with a CUDA-capable driver, "
+                "or use --device cpu."
+            )
+        self.device, self.threads = device, threads
+        with LoadTimer(self):
+            if not isinstance(model, PrunedClassifier):
+                from ltp_deploy.checkpoint import load_checkpoint
+
+                model = load_checkpoint(model).model
+            self.model = model.eval().to(torch.device(device))
+        self.name = f"torch-{device.split(':')[0]}"
+        base = ("input_ids", "attention_mask")
+        self.input_names = base + ("token_type_ids",) if model.config.uses_token_type_ids else base
+
+    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        tensors = [torch.from_numpy(a).to(self.device) for a in self.feed(batch).values()]
+        previous = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                logits, kept = self.model(*tensors)
+        finally:
+            if self.threads:
+                torch.set_num_threads(previous)
+        return logits.float().cpu().numpy(), kept.cpu().numpy().astype(np.int64, copy=False)

@@ -1,0 +1,189 @@
+"""OpenVINO IR export: validated in OpenVINO (f32 forced), fp32 and fp16 weights, no output on failure, the CLI.
+
+The subjects and their exports are shared with ``tests/test_runtimes.py`` (built once per session).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from ltp_deploy import cli
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters import openvino as ov_export
+from ltp_deploy.exporters.artifact import METADATA_FILE, read_metadata
+from ltp_deploy.exporters.onnx import ExportValidationError
+from ltp_deploy.exporters.validate import CaseResult, ValidationReport
+from ltp_deploy.runtimes import open_runtime
+from ltp_deploy.runtimes.openvino import stores_fp16_weights
+
+from test_runtimes import Subject, assert_agrees, subject_for
+
+
+@pytest.fixture(scope="module", params=["minilm", "roberta"])
+def subject(request, tmp_path_factory, minilm_dir, make_roberta) -> Subject:
+    return subject_for(request.param, tmp_path_factory, minilm_dir, make_roberta)
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory, minilm_dir, make_roberta) -> Subject:
+    return subject_for("roberta", tmp_path_factory, minilm_dir, make_roberta)
+
+
+def read_ir(path):
+    import openvino as ov
+
+    return ov.Core().read_model(str(path))
+
+
+def leftovers(folder):
+    """Temporary ``.NAME.partial-*`` folders an export left beside its output."""
+    return [p.name for p in folder.iterdir() if ".partial-" in p.name]
+
+
+# ---------------------------------------------------------------------------------------------------- fp32
+
+def test_fp32_export_is_validated_with_full_metadata(subject):
+    result = subject.ov_result
+    folder, meta = result.folder, result.metadata
+    assert result.graph == folder / "model.xml"
+    assert {"model.xml", "model.bin", METADATA_FILE, "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    assert read_metadata(folder) == json.loads(json.dumps(meta))
+    assert (meta["target"], meta["graph"], meta["precision"]) == ("openvino", "model.xml", "fp32")
+    onnx_meta = read_metadata(subject.onnx)
+    assert meta["opset"] == onnx_meta["opset"] and meta["opset"] >= 17  # the intermediate ONNX graph's opset
+    assert meta["inputs"] == onnx_meta["inputs"] and meta["outputs"] == ["logits", "kept_counts"]
+    assert meta["spec"] == subject.ckpt.spec.to_dict() and meta["pruning"] == "absolute_threshold"
+    assert "openvino" in meta["versions"]
+    v = meta["validation"]
+    assert v["passed"] and v["runtime"] == "openvino-cpu" and v["inference_precision_hint"] == "f32"
+    assert v["atol"] == 1e-4 and v["max_abs_diff"] <= 1e-4
+    assert all(c["kept_counts_equal"] for c in v["cases"]) and len(v["cases"]) >= 6
+    assert not stores_fp16_weights(read_ir(result.graph)), "fp32 must be saved uncompressed"
+    assert not leftovers(folder.parent)
+
+
+def test_fp32_export_tokenizer_round_trips(subject):
+    from transformers import AutoTokenizer
+
+    saved = AutoTokenizer.from_pretrained(str(subject.ov_result.folder))
+    text = "the acting , costumes , music are all astounding ."
+    assert saved(text)["input_ids"] == subject.tokenizer(text)["input_ids"]
+
+
+# ---------------------------------------------------------------------------------------------------- fp16
+
+def test_fp16_export_stores_half_weights_and_passes_its_rule(subject):
+    result = subject.ov16_result
+    meta, v = result.metadata, result.metadata["validation"]
+    assert meta["precision"] == "fp16" and v["passed"] and v["atol"] == 1e-2
+    assert stores_fp16_weights(read_ir(result.graph))
+    fp32_bin = (subject.ov_result.folder / "model.bin").stat().st_size
+    assert (result.folder / "model.bin").stat().st_size < 0.6 * fp32_bin
+    real = [c for c in v["cases"] if c["name"].startswith("real")]
+    assert real and all(c["kept_counts_equal"] for c in real), "real sentences must keep identical counts"
+    assert set(v["tolerated"]) == {c["name"] for c in v["cases"] if not c["kept_counts_equal"]}
+    compared = [c for c in v["cases"] if c["kept_counts_equal"]]
+    assert all(c["max_abs_diff"] <= 1e-2 for c in compared) and v["max_abs_diff"] > 0
+    runtime = open_runtime(result.folder)
+    assert (runtime.precision, runtime.weights) == ("fp32", "fp16")
+    for batch in subject.batches.values():
+        assert_agrees(subject, runtime, batch, atol=1e-2)
+
+
+def _case(name, diff, equal):
+    return CaseResult(name=name, real=name.startswith("real"), batch_size=1, length=8, max_abs_diff=diff,
+                      argmax_agreement=1.0, kept_counts_equal=equal)
+
+
+@pytest.mark.parametrize("cases, passed, tolerated", [
+    ([_case("real b1", 5e-3, True), _case("random b2 max", 0.4, False)], True, ["random b2 max"]),
+    ([_case("real b8 mixed", 5e-3, False), _case("random b1 len1", 0.0, True)], False, []),
+    ([_case("real b1", 2e-2, True)], False, []),
+    ([_case("random b3 mixed", 2e-2, True)], False, []),
+])
+def test_fp16_rule(cases, passed, tolerated):
+    report = ValidationReport("openvino-cpu", 1e-2, cases, tolerate_random_flips=True)
+    assert report.passed is passed and report.tolerated == tolerated
+    assert len(report.failures()) == (0 if passed else 1)
+    assert report.to_dict()["max_abs_diff"] == max(c.max_abs_diff for c in cases if c.kept_counts_equal)
+
+
+# --------------------------------------------------------------------------------------------- failures
+
+def test_failed_validation_leaves_no_folder(roberta, tmp_path, monkeypatch):
+    from ltp_deploy.exporters import validate as validate_module
+
+    real_validate = validate_module.validate
+    monkeypatch.setattr(validate_module, "validate", lambda runtime, model, cases, atol, tolerate=False:
+                        real_validate(runtime, model, cases, -1.0))  # nothing can be within a negative tolerance
+    out = tmp_path / "ov"
+    with pytest.raises(ExportValidationError, match="disagrees with the torch model in openvino"):
+        ov_export.export_openvino(roberta.ckpt, out)
+    assert not out.exists() and not leftovers(tmp_path)
+    out.mkdir()
+    (out / "keep.txt").write_text("previous export")
+    with pytest.raises(ExportValidationError):
+        ov_export.export_openvino(roberta.ckpt, out, precision="fp16")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"precision": "int8"}, "use fp32 or fp16"),
+    ({"atol": -1.0}, "atol must be a finite number >= 0"),
+    ({"atol": float("nan")}, "atol must be a finite number >= 0"),
+])
+def test_bad_options_fail_before_any_work(roberta, tmp_path, options, fragment):
+    with pytest.raises(LtpDeployError, match=fragment):
+        ov_export.export_openvino(roberta.ckpt, tmp_path / "ov", **options)
+    assert not (tmp_path / "ov").exists()
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+
+def run_cli(monkeypatch, capsys, *args):
+    """``ltp-deploy ARGS`` in this process; returns (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
+    monkeypatch.setenv("CI", "true")
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_exports_openvino(roberta, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cli-ov16"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "export", roberta.folder, "--target", "openvino",
+                                   "--precision", "fp16", "-o", out)
+    assert code == 0, stderr
+    assert "model.xml" in stdout and "fp16" in stdout and "openvino-cpu" in stdout and "atol 1e-02" in stdout
+    meta = read_metadata(out)
+    assert (meta["target"], meta["precision"]) == ("openvino", "fp16")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--target", "onnx", "--precision", "fp16"], "--precision fp16 is an OpenVINO IR option"),
+    (["--precision", "fp16"], "add --target openvino"),
+    (["--target", "openvino", "--opset", "17"], "--opset applies to --target onnx only"),
+])
+def test_cli_rejects_bad_combinations(roberta, tmp_path, monkeypatch, capsys, args, fragment):
+    code, _, stderr = run_cli(monkeypatch, capsys, "export", roberta.folder, *args, "-o", tmp_path / "x")
+    assert code == 2 and fragment in stderr and stderr.count("\n") == 1, stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_rejects_unknown_precision(roberta, tmp_path, monkeypatch, capsys):
+    code, _, stderr = run_cli(monkeypatch, capsys, "export", roberta.folder, "--target", "openvino",
+                              "--precision", "int4", "-o", tmp_path / "x")
+    assert code == 2 and "int4" in stderr and not (tmp_path / "x").exists()
+
+
+def test_default_atol_by_precision():
+    assert ov_export.default_atol("fp32") == 1e-4 and ov_export.default_atol("fp16") == 1e-2
+    with pytest.raises(LtpDeployError):
+        ov_export.default_atol("bf16")

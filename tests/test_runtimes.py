@@ -1,0 +1,308 @@
+"""Runtime adapters on real exported graphs: each agrees with the torch ``PrunedClassifier``; bad combinations fail.
+
+Subjects: the pretrained MiniLM (BERT, 6 layers, token_type_ids) and a small random RoBERTa (no token_type_ids,
+byte-level BPE), both with threshold specs that really drop tokens. Each graph is exported once per session
+(``subject(...)`` caches; ``tests/test_openvino.py`` shares the same exports).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
+from ltp_deploy.data import Examples, encode
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters.onnx import export_onnx
+from ltp_deploy.exporters.openvino import export_openvino
+from ltp_deploy.exporters.validate import BUILTIN_SENTENCES
+from ltp_deploy.runtimes import open_runtime
+from ltp_deploy.spec import PruningSpec
+
+MINILM_SPEC = PruningSpec.threshold([0, 0.002, 0.004, 0.006, 0.008, 0.01])
+ROBERTA_SPEC = PruningSpec.threshold([0, 0.004, 0.008, 0.012])
+ATOL = 1e-4
+MIXED = [0, 1, 2, 6, 10, 11]  # BUILTIN_SENTENCES rows of very different lengths ("Wow!" is 11)
+
+
+class Subject:
+    """One checkpoint folder (with its pruning_spec.json) and its exports, each built on first use."""
+
+    def __init__(self, name: str, folder: Path, root: Path):
+        self.name, self.folder, self.root = name, folder, root
+
+    @cached_property
+    def ckpt(self):
+        return load_checkpoint(self.folder)
+
+    @cached_property
+    def tokenizer(self):
+        return self.ckpt.tokenizer()
+
+    @cached_property
+    def onnx(self) -> Path:
+        return export_onnx(self.ckpt, self.root / f"{self.name}-onnx").graph
+
+    @cached_property
+    def ov_result(self):
+        return export_openvino(self.ckpt, self.root / f"{self.name}-ov")
+
+    @property
+    def xml(self) -> Path:
+        return self.ov_result.graph
+
+    @cached_property
+    def ov16_result(self):
+        return export_openvino(self.ckpt, self.root / f"{self.name}-ov16", precision="fp16")
+
+    def batch(self, rows) -> dict[str, np.ndarray]:
+        examples = Examples(texts=list(BUILTIN_SENTENCES), text_pairs=None, labels=None, source="built-in")
+        return encode(self.tokenizer, examples, 128, indices=rows)
+
+    @cached_property
+    def batches(self) -> dict[str, dict[str, np.ndarray]]:
+        return {"b1": self.batch([3]), "mixed": self.batch(MIXED)}
+
+    def expected(self, batch) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            logits, kept = self.ckpt.model(*(torch.from_numpy(batch[k]) for k in
+                                             ("input_ids", "attention_mask", "token_type_ids")))
+        return logits.numpy(), kept.numpy()
+
+
+_SUBJECTS: dict[str, Subject] = {}
+
+
+def with_strong_head(ckpt, folder: Path) -> Path:
+    """``ckpt`` saved to ``folder`` with its output projection redrawn at std 1 (seeded).
+
+    Untrained heads (std 0.02) give logits of ~1e-2, which would make a 1e-4 tolerance a 1% relative one; a
+    std-1 projection gives logits of order 1-10, so 1e-4 really checks the graph.
+    """
+    head = ckpt.model.classifier
+    linear = getattr(head, "out_proj", head)  # RoBERTa: dense + tanh + out_proj; BERT: one Linear
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(linear.weight.shape, generator=torch.Generator().manual_seed(0)))
+    return save_checkpoint(ckpt.model, folder, ckpt.hf_config, tokenizer=ckpt.tokenizer())
+
+
+def subject_for(name: str, tmp_path_factory, minilm_dir, make_roberta) -> Subject:
+    """The session-wide ``Subject`` called ``name`` ("minilm" or "roberta")."""
+    if name not in _SUBJECTS:
+        root = tmp_path_factory.mktemp(f"rt-{name}")
+        if name == "minilm":  # the pretrained encoder; its classification head starts untrained
+            ckpt = load_checkpoint(minilm_dir, spec=MINILM_SPEC)
+        else:
+            ckpt = load_checkpoint(make_roberta(spec=ROBERTA_SPEC, name="rt-roberta"))
+        folder = with_strong_head(ckpt, root / "ckpt")
+        _SUBJECTS[name] = Subject(name, folder, root)
+    return _SUBJECTS[name]
+
+
+@pytest.fixture(scope="module", params=["minilm", "roberta"])
+def subject(request, tmp_path_factory, minilm_dir, make_roberta) -> Subject:
+    return subject_for(request.param, tmp_path_factory, minilm_dir, make_roberta)
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory, minilm_dir, make_roberta) -> Subject:
+    return subject_for("roberta", tmp_path_factory, minilm_dir, make_roberta)
+
+
+def assert_agrees(subject: Subject, runtime, batch, atol: float = ATOL) -> None:
+    want_logits, want_kept = subject.expected(batch)
+    logits, kept = runtime.run(batch)
+    assert logits.dtype == np.float32 and kept.dtype == np.int64
+    assert logits.shape == want_logits.shape and kept.shape == want_kept.shape
+    diff = float(np.abs(logits - want_logits).max())
+    assert diff <= atol, f"{runtime.name}: max |logit diff| {diff:.2e} > {atol:.0e}"
+    assert np.array_equal(kept, want_kept), f"{runtime.name}: kept counts {kept.tolist()} != {want_kept.tolist()}"
+
+
+# ------------------------------------------------------------------------------------------ the subjects prune
+
+def test_specs_really_drop_tokens(subject):
+    """Otherwise the agreement tests below would not exercise data-dependent shapes."""
+    batch = subject.batches["mixed"]
+    logits, kept = subject.expected(batch)
+    assert np.abs(logits).max() > 0.5, "logits this small would make the 1e-4 tolerance meaningless"
+    lengths = batch["attention_mask"].sum(1)
+    assert subject.ckpt.spec == (MINILM_SPEC if subject.name == "minilm" else ROBERTA_SPEC)
+    assert (kept[:, -1] < lengths).all(), f"every row should lose tokens: kept {kept.tolist()}, lengths {lengths}"
+    assert ((kept > 1) & (kept < lengths[:, None])).any(), f"some layer should drop part of a row: {kept.tolist()}"
+    assert len({tuple(row) for row in kept.tolist()}) > 1, "rows should keep different counts"
+    assert (np.diff(kept, axis=1) <= 0).all(), "a dropped token never comes back"
+
+
+# ------------------------------------------------------------------------------- every adapter matches torch
+
+ADAPTERS = {
+    "onnxruntime-cpu": lambda s: open_runtime(s.onnx),
+    "openvino-xml": lambda s: open_runtime(s.xml),
+    "openvino-onnx": lambda s: open_runtime(s.onnx, backend="openvino"),
+    "torch": lambda s: open_runtime(s.folder),
+}
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+@pytest.mark.parametrize("batch", ["b1", "mixed"])
+def test_adapter_matches_torch(subject, adapter, batch):
+    runtime = ADAPTERS[adapter](subject)
+    assert_agrees(subject, runtime, subject.batches[batch])
+
+
+def test_runtime_attributes(subject):
+    expected = {"onnxruntime-cpu": "onnxruntime-cpu", "openvino-xml": "openvino-cpu",
+                "openvino-onnx": "openvino-cpu", "torch": "torch-cpu"}
+    for adapter, name in expected.items():
+        runtime = ADAPTERS[adapter](subject)
+        assert (runtime.name, runtime.device, runtime.precision, runtime.weights) == (name, "cpu", "fp32", "fp32")
+        assert isinstance(runtime.load_seconds, float) and 0 < runtime.load_seconds < 120
+        takes_types = subject.name == "minilm"
+        assert ("token_type_ids" in runtime.input_names) == takes_types, runtime.input_names
+
+
+def test_open_runtime_accepts_export_folders(roberta):
+    assert open_runtime(roberta.onnx.parent).name == "onnxruntime-cpu"
+    assert open_runtime(roberta.xml.parent).name == "openvino-cpu"
+    assert open_runtime(roberta.onnx.parent, backend="openvino").name == "openvino-cpu"
+    assert open_runtime(roberta.folder, backend="torch").name == "torch-cpu"
+
+
+def test_threads_and_hint_reach_the_runtime(roberta):
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    ort_rt = open_runtime(roberta.onnx, threads=1)
+    assert ort_rt.session.get_session_options().intra_op_num_threads == 1
+    ov_rt = open_runtime(roberta.xml, threads=1, hint="throughput")
+    assert ov_rt.compiled.get_property(props.inference_num_threads()) == 1
+    assert str(ov_rt.compiled.get_property(hints.performance_mode())).endswith("THROUGHPUT")  # str or enum
+    assert ov_rt.compiled.get_property(hints.inference_precision()).get_type_name() == "f32"
+    assert_agrees(roberta, ov_rt, roberta.batches["mixed"])
+    torch_rt = open_runtime(roberta.folder, threads=1)
+    before = torch.get_num_threads()
+    assert_agrees(roberta, torch_rt, roberta.batches["mixed"])
+    assert torch.get_num_threads() == before, "the torch adapter restores the process-wide thread count"
+
+
+def test_io_binding_matches_plain_run(roberta):
+    """The CUDA adapter's IO-binding path, run on ORT's CPU device where no GPU is present."""
+    from ltp_deploy.runtimes.onnxruntime import IOBinder
+
+    runtime = open_runtime(roberta.onnx)
+    binder = IOBinder(runtime.session, "cpu")
+    assert binder.widths == {"logits": 3, "kept_counts": 4}
+    for name in ("mixed", "b1", "b1", "mixed"):  # batch size changes reallocate the output buffers
+        batch = roberta.batches[name]
+        want = runtime.run(batch)
+        got = binder.run(runtime.feed(batch))
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        assert binder._batch_size == batch["input_ids"].shape[0]
+
+
+# ------------------------------------------------------------------------------------------------------ bf16
+
+def test_openvino_bf16(roberta, monkeypatch):
+    import openvino as ov
+
+    from ltp_deploy.runtimes import openvino as ov_runtime
+
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        runtime = open_runtime(roberta.xml, precision="bf16")
+        assert runtime.precision == "bf16"
+        logits, kept = runtime.run(roberta.batches["mixed"])
+        want_logits, _ = roberta.expected(roberta.batches["mixed"])
+        assert logits.shape == want_logits.shape and np.isfinite(logits).all() and kept.shape == (6, 4)
+    monkeypatch.setattr(ov_runtime, "cpu_capabilities", lambda core: ["FP32", "INT8", "BIN"])
+    with pytest.raises(LtpDeployError, match="no bf16 support.*--precision fp32"):
+        open_runtime(roberta.xml, precision="bf16")
+
+
+# ------------------------------------------------------------------------------------------------------ CUDA
+
+def _has_cuda_provider() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.skipif(not _has_cuda_provider(), reason="onnxruntime has no CUDAExecutionProvider "
+                                                     "(install onnxruntime-gpu on a machine with a CUDA GPU)")
+@pytest.mark.parametrize("batch", ["b1", "mixed"])
+def test_onnxruntime_cuda_matches_torch(subject, batch):
+    runtime = open_runtime(subject.onnx, device="cuda")
+    assert (runtime.name, runtime.device) == ("onnxruntime-cuda", "cuda")
+    assert "CUDAExecutionProvider" in runtime.session.get_providers()
+    assert_agrees(subject, runtime, subject.batches[batch])
+    assert_agrees(subject, runtime, subject.batches[batch])  # reused output buffers
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA device")
+def test_torch_cuda_matches_torch(roberta):
+    runtime = open_runtime(roberta.folder, device="cuda")
+    assert runtime.name == "torch-cuda"
+    assert_agrees(roberta, runtime, roberta.batches["mixed"])
+
+
+@pytest.mark.skipif(_has_cuda_provider(), reason="CUDAExecutionProvider is present: the missing-provider error "
+                                                 "cannot occur here")
+def test_cuda_without_provider_is_one_clear_error(roberta):
+    with pytest.raises(LtpDeployError) as err:
+        open_runtime(roberta.onnx, device="cuda")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "install onnxruntime-gpu with a CUDA-capable driver, or use --device cpu" in message
+
+
+def test_cuda_session_without_cuda_is_refused(roberta, monkeypatch):
+    """ORT falls back to the CPU when CUDA libraries fail to load; the adapter must refuse that session."""
+    import onnxruntime as ort
+
+    from ltp_deploy.runtimes import onnxruntime as ort_runtime
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort_runtime, "_session", lambda path, threads, providers: ort.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]))
+    with pytest.raises(LtpDeployError, match="could not start CUDAExecutionProvider.*--device cpu"):
+        open_runtime(roberta.onnx, device="cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="torch sees a CUDA device")
+def test_torch_cuda_without_gpu_is_one_clear_error(roberta):
+    with pytest.raises(LtpDeployError, match="no CUDA device.*--device cpu"):
+        open_runtime(roberta.folder, device="cuda")
+
+
+# ----------------------------------------------------------------------------------------- bad combinations
+
+BAD = [
+    (lambda s: s.xml, {"backend": "onnxruntime"}, "runs with backend openvino"),
+    (lambda s: s.onnx, {"backend": "torch"}, "runs with backend onnxruntime or openvino"),
+    (lambda s: s.folder, {"backend": "onnxruntime"}, "checkpoint folder, which runs with backend torch"),
+    (lambda s: s.xml, {"device": "cuda"}, "openvino runs on cpu only"),
+    (lambda s: s.onnx, {"backend": "openvino", "device": "cuda"}, "onnxruntime or torch for cuda"),
+    (lambda s: s.onnx, {"device": "tpu"}, "use cpu or cuda"),
+    (lambda s: s.onnx, {"backend": "tensorrt"}, "use one of onnxruntime, openvino, torch"),
+    (lambda s: s.onnx, {"precision": "bf16"}, "(--backend openvino for bf16)"),
+    (lambda s: s.folder, {"precision": "fp16"}, "computes in fp32"),
+    (lambda s: s.xml, {"precision": "int8"}, "computes in fp32 or bf16"),
+    (lambda s: s.onnx, {"hint": "latency"}, "OpenVINO setting"),
+    (lambda s: s.xml, {"hint": "fast"}, "use latency or throughput"),
+    (lambda s: s.onnx, {"threads": 0}, "positive"),
+    (lambda s: s.root / "nope.onnx", {}, "does not exist"),
+    (lambda s: s.root, {}, "neither ltp_deploy_export.json nor config.json"),
+    (lambda s: s.folder / "config.json", {}, "not a model file"),
+]
+
+
+@pytest.mark.parametrize("path, options, fragment", BAD, ids=[f"{i}-{b[2][:20]}" for i, b in enumerate(BAD)])
+def test_bad_combination_is_one_line(roberta, path, options, fragment):
+    with pytest.raises(LtpDeployError) as err:
+        open_runtime(path(roberta), **options)
+    message = str(err.value)
+    assert "\n" not in message and fragment in message, message
