@@ -19,17 +19,7 @@ from ltp_deploy.exporters.validate import CaseResult, ValidationReport
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.runtimes.openvino import stores_fp16_weights
 
-from test_runtimes import Subject, assert_agrees, subject_for
-
-
-@pytest.fixture(scope="module", params=["minilm", "roberta"])
-def subject(request, tmp_path_factory, minilm_dir, make_roberta) -> Subject:
-    return subject_for(request.param, tmp_path_factory, minilm_dir, make_roberta)
-
-
-@pytest.fixture(scope="module")
-def roberta(tmp_path_factory, minilm_dir, make_roberta) -> Subject:
-    return subject_for("roberta", tmp_path_factory, minilm_dir, make_roberta)
+from test_runtimes import assert_agrees, roberta, subject  # noqa: F401 (fixtures shared with the runtime tests)
 
 
 def read_ir(path):
