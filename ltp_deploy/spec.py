@@ -119,8 +119,16 @@ class PruningSpec:
     def load(cls, folder: str | Path) -> PruningSpec | None:
         """Read ``folder/pruning_spec.json``; None when the folder has none (a dense model)."""
         path = Path(folder) / SPEC_FILE
+        return cls.read(path) if path.is_file() else None
+
+    @classmethod
+    def read(cls, path: str | Path) -> PruningSpec:
+        """Read a spec file (or the ``pruning_spec.json`` inside a folder); raise if there is none."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / SPEC_FILE
         if not path.is_file():
-            return None
+            raise LtpDeployError(f"Pruning spec {path} does not exist: pass a {SPEC_FILE} file or its folder.")
         try:
             d = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -62,6 +62,15 @@ def test_hf_bert_with_spec_exports_with_real_data(make_bert, glue, tmp_path):
     assert meta["validation"]["cases"][1]["batch_size"] == 8  # real sentences, mixed lengths
 
 
+def test_spec_option_overrides_the_folder(make_bert, tmp_path):
+    spec = PruningSpec.threshold([0.0, 0.001, 0.002, 0.003])
+    spec_file = spec.save(tmp_path)
+    out = tmp_path / "bert-spec-option"
+    result = cli("export", make_bert(name="bert-no-spec"), "--spec", spec_file, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert PruningSpec.from_dict(read_metadata(out)["spec"]) == spec
+
+
 def _run_both(ckpt, runtime, batch):
     with torch.no_grad():
         logits, kept = ckpt.model(*(torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask",
@@ -139,6 +148,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
     result = cli("export", tmp_path, "--target", "tensorrt", "-o", out)
     assert result.returncode == 2 and "tensorrt" in result.stderr and not out.exists()
+    result = cli("export", tmp_path, "--spec", tmp_path / "nope.json", "-o", out)
+    assert result.returncode == 2 and "nope.json does not exist" in result.stderr and not out.exists()
 
 
 def test_inspect_shows_checkpoint_and_graph(minilm_export, make_ltp):

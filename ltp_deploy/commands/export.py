@@ -16,6 +16,7 @@ EXAMPLES = """\b
 Examples:
   ltp-deploy export runs/sst2-ltp --target onnx -o out/sst2-onnx
   ltp-deploy export runs/sst2-ltp --target onnx --dense -o out/sst2-dense
+  ltp-deploy export my-bert/ --spec pruning_spec.json --target openvino -o out/bert-ov
   ltp-deploy export runs/sst2-ltp --target openvino -o out/sst2-ov
   ltp-deploy export runs/sst2-ltp --target openvino --precision fp16 -o out/sst2-ov16
   ltp-deploy export ltp-roberta/ --data dev.tsv --text-column sentence -o out/ltp
@@ -40,6 +41,8 @@ def export(
         "--precision", help="Stored weights; fp16 with --target openvino only (default --atol 1e-2; kept counts "
                             "must still match on real sentences).")] = Precision.fp32,
     dense: Annotated[bool, typer.Option("--dense", help="Same weights with pruning off (the timing baseline).")] = False,
+    spec: Annotated[Optional[Path], typer.Option(
+        "--spec", help="A pruning_spec.json (or its folder) to use instead of the checkpoint's own.")] = None,
     data: Data = None,
     task: Task = None,
     text_column: TextColumn = None,
@@ -53,6 +56,7 @@ def export(
     from ltp_deploy.checkpoint import load_checkpoint
     from ltp_deploy.data import load_examples
     from ltp_deploy.errors import LtpDeployError
+    from ltp_deploy.spec import PruningSpec
 
     target, precision = Target(target).value, Precision(precision).value
     if precision == "fp16" and target != "openvino":
@@ -60,7 +64,9 @@ def export(
                              "add --target openvino or drop --precision.")
     if opset is not None and target != "onnx":
         raise LtpDeployError("--opset applies to --target onnx only: drop --opset for openvino.")
-    ckpt = load_checkpoint(checkpoint, dense=dense)
+    if spec is not None and dense:
+        raise LtpDeployError("--spec and --dense contradict each other: drop one of them.")
+    ckpt = load_checkpoint(checkpoint, spec=PruningSpec.read(spec) if spec else None, dense=dense)
     examples = None
     if data or task:
         examples = load_examples(data, task, text_column=column(text_column),
