@@ -1,0 +1,57 @@
+"""One-parameter families of pruning specs, ordered by a ``strength`` (0 = dense, larger = more dropping).
+
+* ``absolute_threshold``: LTP's rising thresholds ``thr_l = alpha * l / L`` (layer 0 drops nothing);
+  strength = ``alpha``, the ``final_token_threshold`` of LTP's initialisation, in score units (n_ref scale).
+* ``topk``: LTP's top-k schedule (``spec.ltp_keep_rates``): rate 1 for the first ``max(3, ceil(0.15 L))`` layers,
+  then linear to ``token_keep_rate`` at the last layer; strength = ``1 - token_keep_rate``.
+
+Example::
+
+    family("absolute_threshold").spec(0.006, num_layers=6, n_ref=128).thresholds   # (0.0, 0.001, ..., 0.005)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.spec import MODES, PruningSpec, ltp_keep_rates
+
+
+@dataclass(frozen=True)
+class Family:
+    mode: str
+    parameter: str  # the name users know: final_token_threshold or token_keep_rate
+    max_strength: float  # the strongest setting the family allows (None: unbounded)
+
+    def value(self, strength: float) -> float:
+        """The user-facing parameter (final_token_threshold or token_keep_rate) of a strength."""
+        return strength if self.mode == "absolute_threshold" else 1.0 - strength
+
+    def spec(self, strength: float, num_layers: int, n_ref: int = 128,
+             source: dict | None = None) -> PruningSpec | None:
+        """The spec of ``strength``; None (dense) at strength 0."""
+        if strength <= 0:
+            return None
+        source = {"family": self.mode, self.parameter: self.value(strength), **(source or {})}
+        if self.mode == "absolute_threshold":
+            return PruningSpec.threshold([strength * i / num_layers for i in range(num_layers)], n_ref=n_ref,
+                                         source=source)
+        return PruningSpec.topk(ltp_keep_rates(self.value(strength), num_layers), n_ref=n_ref, source=source)
+
+
+_FAMILIES = {
+    "absolute_threshold": Family("absolute_threshold", "final_token_threshold", float("inf")),
+    "topk": Family("topk", "token_keep_rate", 0.99),  # keep rates are clamped at 0.01 anyway
+}
+
+
+def family(mode: str) -> Family:
+    """The family of a prune mode.
+
+    Raises:
+        LtpDeployError: an unknown mode.
+    """
+    if mode not in _FAMILIES:
+        raise LtpDeployError(f"Unknown --mode {mode!r}: use one of {', '.join(MODES)}.")
+    return _FAMILIES[mode]

@@ -1,0 +1,683 @@
+"""The CI gate on an exported graph's accuracy: run it over a whole evaluation set and hold it to bounds.
+
+``run_check`` runs the exported graph (ONNX or OpenVINO IR) over every example of the evaluation set (default:
+the task's GLUE dev split from ``GLUE_DIR``), in batches padded per batch, and computes the task's metrics. With
+a reference checkpoint (the folder the graph should have been exported from) it also runs, on the same token
+ids:
+
+* the **masked reference**: LTP's training-time rule on Hugging Face's own network (``reference.masked_reference``)
+  with the *checkpoint's* pruning spec, in torch on the CPU;
+* the **dense** model: the checkpoint's weights with pruning off (``model.with_spec(None)``).
+
+It then reports every metric of the three, how often graph and reference predict the same class, and how often
+they make the same keep/drop decisions. Decisions are compared through the kept counts per layer (the graph's
+only decision output), on the sequences where the reference kept CLS: that is the one place where the dropping
+graph deliberately differs (it always keeps position 0). Both apply the same cumulative rule, so a flipped
+decision shows as a different count in the layer where it happens; only two opposite flips within one layer of
+one sequence could hide from the counts. (Under ``topk`` the counts are fixed by the length alone, so for top-k specs the decision
+check only confirms the schedule and prediction agreement is the signal.)
+
+Gates (each optional; a report passes when every gate that is set passes; a value that cannot be measured
+fails its gate):
+
+* ``min-metric M``: graph metric >= M. Needs labels.
+* ``max-drop D``: reference metric - graph metric <= D, in metric units (for a fraction metric 0.01 is one
+  point). The baseline is the reference checkpoint under its own *masked* rule, which is what training and
+  calibration measured, so the gate isolates what export and runtime changed. Needs ``reference``.
+* ``max-decision-mismatch R``: (compared sequences whose kept counts differ in any layer) / (compared sequences)
+  <= R. Needs ``reference``; with a reference it is always on, default ``R = 0.01``.
+
+The gated metric is the task's primary metric (accuracy; pearson for STS-B; matthews for CoLA) unless
+``metric`` names another of the task's metrics (e.g. ``f1`` for MRPC). The drop against the dense model is
+reported (``drop.vs_dense``) but not gated: it is the cost of pruning itself, which calibration decides.
+
+OpenVINO graphs run with ``INFERENCE_PRECISION_HINT=f32`` unless bf16 is asked for: bf16 arithmetic moves token
+scores and can flip decisions next to a threshold, which would fail the decision gate for the wrong reason.
+
+The JSON report (``schema_version`` 1) is described field by field in :data:`CHECK_SCHEMA`; fields are only
+ever added within a schema version. ``junit_xml`` gives the same gates as JUnit XML (one test case per gate).
+
+Example::
+
+    report = run_check(CheckSettings(model=Path("out/sst2-onnx"), task="sst2", reference=Path("runs/sst2-ltp"),
+                                     max_drop=0.01))
+    report["passed"], report["results"]["graph"]["value"], report["agreement"]["decision_mismatch_rate"]
+    for line in failure_lines(report):
+        print(line)                          # FAIL max-drop: accuracy drop 0.0312 > 0.0100 (...)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ltp_deploy.errors import LtpDeployError
+
+SCHEMA_VERSION = 1
+KIND = "ltp-deploy-check"
+SUITE_NAME = "ltp-deploy check"
+DEFAULT_MAX_LENGTH = 128  # LTP's GLUE runs use 128; longer inputs are truncated like in training
+DEFAULT_BATCH_SIZE = 32
+DEFAULT_MAX_DECISION_MISMATCH = 0.01  # applied whenever a reference is given
+GATES = ("min-metric", "max-drop", "max-decision-mismatch")
+PRECISIONS = ("fp32", "bf16")
+
+# Every field of the JSON report: dotted path -> "type: meaning". "*" stands for any of graph / reference /
+# dense; "[]" marks the items of a list. Types as in ltp_deploy.bench.BENCH_SCHEMA ("|null" where the value may
+# be null; "map": free-form keys documented as a whole). Non-finite numbers (a correlation of constant
+# predictions) are written as null.
+CHECK_SCHEMA: dict[str, str] = {
+    "schema_version": "int: version of this layout (1); fields are only added within a version",
+    "kind": "str: always 'ltp-deploy-check'",
+    "created": "str: ISO 8601 UTC time the check finished",
+    "passed": "bool: every gate passed (true when no gate was set)",
+    "elapsed_s": "float: wall time of the whole check, seconds",
+    "settings": "object: the options of the run",
+    "settings.device": "str: 'cpu', 'cuda' or 'cuda:N' (the graph's device; the reference runs on the CPU)",
+    "settings.backend": "str|null: the backend asked for (null: chosen from the file type)",
+    "settings.precision": "str: compute precision asked of the runtime ('fp32' unless bf16 was asked for)",
+    "settings.batch_size": "int: sequences per batch (batches are length-sorted and padded per batch)",
+    "settings.max_examples": "int|null: the data was cut to its first N examples",
+    "settings.metric": "str: the metric the min-metric and max-drop gates use",
+    "model": "object: the exported graph checked",
+    "model.path": "str: the path given",
+    "model.graph": "str: the graph file run",
+    "model.target": "str: 'onnx' or 'openvino'",
+    "model.runtime": "str: runtime adapter (e.g. 'onnxruntime-cpu')",
+    "model.precision": "str: arithmetic precision the runtime reports",
+    "model.pruning": "str: 'dense', 'absolute_threshold' or 'topk'",
+    "model.spec": "map|null: the graph's pruning spec from its export metadata",
+    "model.source": "map: the checkpoint the export metadata says the graph came from",
+    "reference": "object|null: the reference checkpoint (null without --reference)",
+    "reference.path": "str: the checkpoint folder",
+    "reference.pruning": "str: 'dense', 'absolute_threshold' or 'topk'",
+    "reference.spec": "map|null: the checkpoint's own pruning spec, used by the masked rule",
+    "data": "object: the evaluation set",
+    "data.source": "str: data file or GLUE file",
+    "data.task": "str|null: GLUE task name",
+    "data.regression": "bool: labels are scores (predictions are the first logit)",
+    "data.examples": "int: examples evaluated (all of the set, or the first --max-examples)",
+    "data.max_length": "int: truncation length in tokens",
+    "data.mean_tokens": "float: real (unpadded) tokens per example after truncation",
+    "data.truncated": "int: examples longer than max_length (cut)",
+    "results": "object: metrics of each model on the same token ids",
+    "results.graph": "object: the exported graph",
+    "results.reference": "object|null: the masked rule on the reference checkpoint (null without --reference)",
+    "results.dense": "object|null: the reference checkpoint with pruning off (null without --reference)",
+    "results.*.metrics": "map: every metric of the task (fractions: accuracy 0.9 = 90%)",
+    "results.*.value": "float|null: the gated metric (settings.metric)",
+    "results.*.flops_reduction": "float: dense FLOPs / this model's FLOPs (ltp_deploy.flops; 1.0 for dense)",
+    "results.*.mean_kept_per_layer": "list[float]: tokens alive after each layer's decision, averaged",
+    "agreement": "object|null: graph against the masked reference (null without --reference)",
+    "agreement.predictions": "float|null: fraction of examples with the same predicted class (null: regression)",
+    "agreement.max_abs_logit_diff": "float|null: largest |logit difference| over sequences with identical "
+                                    "decisions (numerical parity; null when there is none)",
+    "agreement.reference_cls_pruned": "int: sequences in which the masked rule pruned CLS (not compared)",
+    "agreement.reference_cls_pruned_rate": "float: reference_cls_pruned / examples",
+    "agreement.compared": "int: sequences whose decisions were compared (the reference kept CLS)",
+    "agreement.kept_counts_equal_per_layer": "list[float]: per layer, fraction of compared sequences whose "
+                                             "kept counts are equal (null entries when none was compared)",
+    "agreement.mismatched": "int: compared sequences whose kept counts differ in at least one layer",
+    "agreement.decision_mismatch_rate": "float|null: mismatched / compared (null when compared is 0)",
+    "drop": "object|null: metric drops of the graph, in metric units (null without --reference or labels)",
+    "drop.vs_reference": "float|null: reference value - graph value (the max-drop gate; > 0: graph worse)",
+    "drop.vs_dense": "float|null: dense value - graph value (not gated: the cost of pruning itself)",
+    "gates": "list[object]: the gates evaluated, in the order min-metric, max-drop, max-decision-mismatch",
+    "gates[].name": "str: 'min-metric', 'max-drop' or 'max-decision-mismatch'",
+    "gates[].value": "float|null: the measured value (null when it could not be measured: the gate fails)",
+    "gates[].bound": "float: the bound given",
+    "gates[].op": "str: '>=' or '<=': the gate passes when value op bound",
+    "gates[].passed": "bool: the gate passed",
+    "gates[].message": "str: one line, 'PASS name: ...' or 'FAIL name: measured value vs bound'",
+    "versions": "map: library name -> installed version",
+}
+
+GITHUB_ACTIONS_EXAMPLE = """\
+# .github/workflows/accuracy-gate.yml: export the checkpoint, then gate the graph on SST-2 dev.
+name: accuracy-gate
+on: [pull_request]
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    env:
+      GLUE_DIR: ${{ github.workspace }}/glue   # <GLUE_DIR>/SST-2/dev.tsv
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with: {python-version: "3.11"}
+      - run: pip install .
+      - run: ltp-deploy export runs/sst2-ltp --target onnx -o out/sst2-onnx
+      - name: Gate accuracy and pruning decisions
+        run: >
+          ltp-deploy check out/sst2-onnx --task sst2 --reference runs/sst2-ltp
+          --max-drop 0.01 --max-decision-mismatch 0.01
+          --json out/check.json --junit out/check.xml
+      - uses: actions/upload-artifact@v4
+        if: always()   # keep the report of a failed gate too
+        with: {name: accuracy-gate, path: "out/check.*"}
+"""
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """One check; every option is validated when the settings are built, before anything loads."""
+
+    model: Path  # an export folder or the graph file inside it
+    task: str | None = None  # GLUE task: columns, labels and metrics; with data=None its dev split is used
+    data: str | None = None  # a .tsv/.csv/.jsonl file (or hub:NAME) instead of the GLUE dev split
+    text_column: str | int | None = None
+    text_pair_column: str | int | None = None
+    label_column: str | int | None = None  # default "label" for a file without --task
+    reference: Path | None = None  # the checkpoint folder the graph should match
+    metric: str | None = None  # the metric the gates use; default the task's primary metric
+    min_metric: float | None = None
+    max_drop: float | None = None
+    max_decision_mismatch: float | None = None  # None: DEFAULT_MAX_DECISION_MISMATCH when a reference is given
+    device: str = "cpu"
+    backend: str | None = None
+    precision: str = "fp32"  # OpenVINO: f32 unless bf16 is asked for (bf16 flips decisions near thresholds)
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_examples: int | None = None
+    max_length: int | None = None  # None: the graph's maximum, capped at DEFAULT_MAX_LENGTH
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", Path(self.model))
+        if self.reference is not None:
+            object.__setattr__(self, "reference", Path(self.reference))
+        _check_settings(self)
+
+    @property
+    def decision_bound(self) -> float | None:
+        """The max-decision-mismatch bound in force (the default applies whenever a reference is given)."""
+        if self.max_decision_mismatch is not None:
+            return self.max_decision_mismatch
+        return DEFAULT_MAX_DECISION_MISMATCH if self.reference is not None else None
+
+
+def _check_settings(s: CheckSettings) -> None:
+    from ltp_deploy.runtimes import DEVICES
+
+    if s.task is None and s.data is None:
+        raise LtpDeployError("No evaluation data given: pass --task (its GLUE dev split from GLUE_DIR) or --data FILE.")
+    if s.device.split(":")[0] not in DEVICES:
+        raise LtpDeployError(f"Unknown device {s.device!r}: use cpu or cuda (cuda:N for another GPU).")
+    if s.backend is not None and s.backend not in ("onnxruntime", "openvino"):
+        raise LtpDeployError(f"Backend {s.backend!r} cannot run an exported graph: use onnxruntime or openvino "
+                             "(the torch reference runs through --reference).")
+    if s.precision not in PRECISIONS:
+        raise LtpDeployError(f"Unknown precision {s.precision!r}: use fp32 (default) or, with openvino, bf16.")
+    if s.batch_size < 1:
+        raise LtpDeployError(f"--batch-size must be at least 1, got {s.batch_size}.")
+    if s.max_examples is not None and s.max_examples < 1:
+        raise LtpDeployError(f"--max-examples must be at least 1, got {s.max_examples}.")
+    if s.max_length is not None and s.max_length < 2:
+        raise LtpDeployError(f"--max-length must be at least 2 tokens, got {s.max_length}.")
+    if s.min_metric is not None and not math.isfinite(s.min_metric):
+        raise LtpDeployError(f"--min-metric must be a finite number, got {s.min_metric}.")
+    for name, value in (("--max-drop", s.max_drop), ("--max-decision-mismatch", s.max_decision_mismatch)):
+        if value is None:
+            continue
+        if s.reference is None:
+            raise LtpDeployError(f"{name} compares the graph with its checkpoint: add --reference CKPT "
+                                 f"(the checkpoint folder it was exported from) or drop {name}.")
+        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            what = "metric points as a fraction (0.01 = 1 point)" if name == "--max-drop" else "a fraction of sequences"
+            raise LtpDeployError(f"{name} must lie in [0, 1], {what}; got {value}.")
+    if not s.model.exists():
+        raise LtpDeployError(f"Model {s.model} does not exist: pass an export folder or its .onnx/.xml graph.")
+    if s.reference is not None and not s.reference.exists():
+        raise LtpDeployError(f"Reference checkpoint {s.reference} does not exist: pass the checkpoint folder the "
+                             "graph was exported from.")
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+@dataclass
+class _Export:
+    path: Path
+    folder: Path
+    graph: Path
+    metadata: dict
+
+
+def _read_export(path: Path) -> _Export:
+    """The export folder and metadata of ``path``; a checkpoint folder or a stray graph is refused."""
+    from ltp_deploy.checkpoint import CONFIG_FILE
+    from ltp_deploy.exporters.artifact import (
+        METADATA_FILE,
+        artifact_folder,
+        read_metadata,
+    )
+
+    folder = artifact_folder(path)
+    if path.is_dir() and not (folder / METADATA_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+        raise LtpDeployError(f"{path} is a checkpoint folder, not an exported graph: export it with "
+                             f"`ltp-deploy export {path} -o OUT`, then check OUT with --reference {path}.")
+    if path.is_file() and path.suffix not in (".onnx", ".xml"):
+        raise LtpDeployError(f"{path} is not a graph file: pass an export folder or its .onnx/.xml graph.")
+    metadata = read_metadata(path)
+    graph = path if path.is_file() else folder / metadata["graph"]
+    if not graph.is_file():
+        raise LtpDeployError(f"{graph} named by {METADATA_FILE} is missing: re-export the folder.")
+    return _Export(path, folder, graph, metadata)
+
+
+def _metric_names(examples) -> tuple[str, ...]:
+    """The metrics ``compute_metrics`` reports for these examples (first: the primary metric)."""
+    from ltp_deploy.data import get_task
+
+    if examples.task:
+        return get_task(examples.task).metrics
+    return ("pearson", "spearman") if examples.is_regression else ("accuracy",)
+
+
+def _load_examples(s: CheckSettings):
+    from ltp_deploy.data import load_examples
+
+    label_column = s.label_column
+    if s.data is not None and s.task is None and label_column is None:
+        label_column = "label"
+    examples = load_examples(s.data, s.task, text_column=s.text_column, text_pair_column=s.text_pair_column,
+                             label_column=label_column)
+    if not examples.has_labels:
+        raise LtpDeployError(f"{examples.source} has no labels: check needs labelled data; name the label column "
+                             "with --label-column.")
+    if s.max_examples is not None:
+        examples = examples.take(s.max_examples)
+    return examples
+
+
+def _align_labels(examples, cfg: dict):
+    """Renumber named labels by the model's own ``id2label`` when the data's names are all among them (a file's
+    string labels are otherwise numbered in sorted order, which need not be the model's order)."""
+    from dataclasses import replace
+
+    names, model_names = examples.label_names, cfg.get("id2label")
+    if examples.is_regression or not names or not model_names or not set(names) <= set(model_names):
+        return examples
+    model_names = list(model_names)
+    ids = np.asarray([model_names.index(names[i]) for i in examples.labels], dtype=np.int64)
+    return replace(examples, labels=ids, label_names=model_names)
+
+
+def _check_outputs(cfg: dict, examples, where: str) -> None:
+    """The model's outputs must fit the task: one score for regression, a logit per class otherwise."""
+    num_labels = int(cfg["num_labels"])
+    if examples.is_regression:
+        if num_labels != 1:
+            raise LtpDeployError(f"{where} is a classifier with {num_labels} outputs but {examples.task or 'the data'}"
+                                 " is a regression task (scores): check a regression model (one output) on it.")
+        return
+    if num_labels == 1:
+        raise LtpDeployError(f"{where} is a regression model (one output) but {examples.task or 'the data'} has "
+                             "class labels: check a classifier on it.")
+    classes = len(examples.label_names) if examples.label_names else int(np.max(examples.labels)) + 1
+    if classes > num_labels:
+        raise LtpDeployError(f"{where} has {num_labels} outputs but {examples.source} has {classes} classes: "
+                             "check the model on the task it was trained for.")
+
+
+def _refuse_export_as_reference(reference: Path) -> None:
+    from ltp_deploy.exporters.artifact import (
+        METADATA_FILE,
+        artifact_folder,
+        read_metadata,
+    )
+
+    if (artifact_folder(reference) / METADATA_FILE).is_file():
+        source = read_metadata(reference).get("source", {}).get("path", "the checkpoint folder")
+        raise LtpDeployError(f"{reference} is an export folder, not a checkpoint: pass as --reference the checkpoint "
+                             f"it was exported from ({source}).")
+
+
+def _check_reference(ckpt, cfg: dict, reference: Path, model: Path) -> None:
+    ref = ckpt.config
+    for key, ours in (("arch", ref.arch), ("vocab_size", ref.vocab_size), ("num_layers", ref.num_layers),
+                      ("num_labels", ref.num_labels)):
+        if cfg.get(key) != ours:
+            raise LtpDeployError(f"{model} ({key} {cfg.get(key)}) cannot be compared with {reference} ({key} {ours}):"
+                                 " pass the checkpoint the graph was exported from as --reference.")
+
+
+# ------------------------------------------------------------------------------------------------ the run
+
+@dataclass
+class _Outputs:
+    """Per-example outputs of one model, in the examples' own order."""
+
+    logits: np.ndarray  # (N, C)
+    kept: np.ndarray  # (N, L)
+
+    @classmethod
+    def empty(cls, n: int, cfg: dict) -> _Outputs:
+        return cls(np.zeros((n, int(cfg["num_labels"])), np.float32), np.zeros((n, int(cfg["num_layers"])), np.int64))
+
+
+@dataclass
+class _Run:
+    """Everything the models produced over the evaluation set."""
+
+    lengths: np.ndarray  # (N,) real tokens per example after truncation
+    graph: _Outputs
+    reference: _Outputs | None  # the masked rule with the checkpoint's spec
+    dense: _Outputs | None  # the checkpoint with pruning off
+    cls_pruned: np.ndarray  # (N,) bool: the masked rule pruned CLS in some layer
+
+
+def run_check(s: CheckSettings) -> dict:
+    """Run the graph (and, with a reference, the masked rule and the dense model) over the evaluation set,
+    evaluate the gates and return the report (see ``CHECK_SCHEMA``).
+
+    All models see the same token ids: the export's tokenizer, truncation at ``max_length``.
+
+    Raises:
+        LtpDeployError: a path that is not an export (or not a checkpoint for the reference), missing or
+            unlabelled data, a metric the task does not report, a model whose outputs do not fit the task.
+    """
+    from ltp_deploy.checkpoint import load_checkpoint, load_tokenizer
+    from ltp_deploy.runtimes import open_runtime
+
+    start = time.perf_counter()
+    export = _read_export(s.model)
+    cfg = export.metadata["config"]
+    examples = _align_labels(_load_examples(s), cfg)
+    available = _metric_names(examples)
+    metric = s.metric or available[0]
+    if metric not in available:
+        raise LtpDeployError(f"{examples.task or examples.source} reports {', '.join(available)}, not {metric!r}: "
+                             f"pass --metric {' or --metric '.join(available)}.")
+    _check_outputs(cfg, examples, str(s.model))
+    max_length = _max_length(s, cfg)
+    ckpt = None
+    if s.reference is not None:
+        _refuse_export_as_reference(s.reference)
+        ckpt = load_checkpoint(s.reference)
+        _check_reference(ckpt, cfg, s.reference, s.model)
+    tokenizer = load_tokenizer(export.folder, vocab_size=cfg.get("vocab_size"))
+    runtime = open_runtime(export.graph, device=s.device, backend=s.backend, precision=s.precision)
+    run = _run_models(runtime, export, ckpt, tokenizer, examples, max_length, s.batch_size)
+
+    results = {"graph": _result(examples, run.graph, cfg, run.lengths, metric), "reference": None, "dense": None}
+    agreement = drop = None
+    if ckpt is not None:
+        results["reference"] = _result(examples, run.reference, cfg, run.lengths, metric)
+        results["dense"] = _result(examples, run.dense, cfg, run.lengths, metric)
+        agreement = _agreement(examples, run.graph, run.reference, run.cls_pruned)
+        value = results["graph"]["value"]
+        drop = {"vs_reference": _diff(results["reference"]["value"], value),
+                "vs_dense": _diff(results["dense"]["value"], value)}
+    gates = evaluate_gates(s, metric, results, drop, agreement)
+    from ltp_deploy.environment import library_versions
+
+    meta = export.metadata
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "passed": all(g["passed"] for g in gates),
+        "elapsed_s": round(time.perf_counter() - start, 3),
+        "settings": {"device": s.device, "backend": s.backend, "precision": s.precision,
+                     "batch_size": s.batch_size, "max_examples": s.max_examples, "metric": metric},
+        "model": {"path": str(s.model), "graph": str(export.graph), "target": meta.get("target"),
+                  "runtime": runtime.name, "precision": runtime.precision,
+                  "pruning": meta.get("pruning", "dense"), "spec": meta.get("spec"), "source": meta.get("source", {})},
+        "reference": None if ckpt is None else {
+            "path": str(s.reference), "pruning": ckpt.spec.mode if ckpt.spec else "dense",
+            "spec": ckpt.spec.to_dict() if ckpt.spec else None},
+        "data": {"source": examples.source, "task": examples.task, "regression": examples.is_regression,
+                 "examples": len(examples), "max_length": max_length, "mean_tokens": _num(run.lengths.mean()),
+                 "truncated": _truncated(tokenizer, examples, max_length)},
+        "results": results,
+        "agreement": agreement,
+        "drop": drop,
+        "gates": gates,
+        "versions": library_versions(),
+    }
+
+
+def _run_models(runtime, export: _Export, ckpt, tokenizer, examples, max_length: int, batch_size: int) -> _Run:
+    """One pass over the data in length-sorted batches padded per batch (less padding; results are per example)."""
+    import torch
+
+    from ltp_deploy.data import batches, encode
+    from ltp_deploy.progress import progress_bar
+    from ltp_deploy.reference import hf_twin, masked_reference
+
+    cfg, n = export.metadata["config"], len(examples)
+    run = _Run(np.zeros(n, np.int64), _Outputs.empty(n, cfg), None, None, np.zeros(n, dtype=bool))
+    if ckpt is not None:
+        twin, dense_model = hf_twin(ckpt.model), ckpt.model.with_spec(None).eval()
+        run.reference, run.dense = _Outputs.empty(n, cfg), _Outputs.empty(n, cfg)
+    order = list(batches(examples, batch_size, sort_by_length=True))
+    with progress_bar(total=len(order), description="check") as advance:
+        for idx in order:
+            batch = encode(tokenizer, examples, max_length, indices=idx)  # (B, T_batch) each
+            run.lengths[idx] = batch["attention_mask"].sum(axis=1)
+            run.graph.logits[idx], run.graph.kept[idx] = _graph_outputs(runtime, batch, cfg, export.graph)
+            if ckpt is not None:
+                inputs = [torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")]
+                with torch.inference_mode():
+                    ref = masked_reference(twin, ckpt.spec, *inputs)
+                    run.reference.logits[idx], run.reference.kept[idx] = ref.logits.numpy(), ref.kept_counts.numpy()
+                    run.cls_pruned[idx] = ref.cls_pruned.numpy()
+                    logits, kept = dense_model(*inputs)
+                    run.dense.logits[idx], run.dense.kept[idx] = logits.numpy(), kept.numpy()
+            advance()
+    return run
+
+
+def _max_length(s: CheckSettings, cfg: dict) -> int:
+    from ltp_deploy.model import EncoderConfig
+
+    known = {f.name for f in fields(EncoderConfig)}
+    limit = EncoderConfig(**{k: v for k, v in cfg.items() if k in known and k != "id2label"}).max_length
+    if s.max_length is None:
+        return min(limit, DEFAULT_MAX_LENGTH)
+    if s.max_length > limit:
+        raise LtpDeployError(f"--max-length {s.max_length} exceeds the graph's maximum input length of {limit} "
+                             "tokens: use a shorter length.")
+    return s.max_length
+
+
+def _graph_outputs(runtime, batch: dict, cfg: dict, graph: Path) -> tuple[np.ndarray, np.ndarray]:
+    logits, kept = runtime.run(batch)  # (B, C), (B, L)
+    layers = int(cfg["num_layers"])
+    if kept.ndim != 2 or kept.shape[1] != layers:
+        raise LtpDeployError(f"{graph} returned kept counts of shape {tuple(kept.shape)} for a {layers}-layer model: "
+                             "its metadata does not describe it; re-export the folder.")
+    return logits, kept
+
+
+def _truncated(tokenizer, examples, max_length: int) -> int:
+    """Examples longer than ``max_length`` tokens (special tokens included), which were cut."""
+    enc = tokenizer(examples.texts, examples.text_pairs, truncation=False)
+    return int(sum(len(ids) > max_length for ids in enc["input_ids"]))
+
+
+def _result(examples, out: _Outputs, cfg: dict, lengths: np.ndarray, metric: str) -> dict:
+    from ltp_deploy.data import compute_metrics, predictions_from_logits
+    from ltp_deploy.flops import flops_reduction
+
+    metrics = compute_metrics(examples, predictions_from_logits(out.logits, examples.is_regression))
+    return {"metrics": {k: _num(v) for k, v in metrics.items()}, "value": _num(metrics[metric]),
+            "flops_reduction": _num(flops_reduction(cfg, lengths, out.kept)),
+            "mean_kept_per_layer": [_num(v) for v in out.kept.mean(axis=0)]}
+
+
+def _agreement(examples, graph: _Outputs, ref: _Outputs, cls_pruned: np.ndarray) -> dict:
+    from ltp_deploy.data import predictions_from_logits
+
+    n = len(examples)
+    compared = ~cls_pruned  # (N,): the reference kept CLS, so both rules must decide alike
+    same = graph.kept == ref.kept  # (N, L)
+    matched = compared & same.all(axis=1)  # (N,)
+    n_compared = int(compared.sum())
+    mismatched = n_compared - int(matched.sum())
+    predictions = None
+    if not examples.is_regression:
+        predictions = float(np.mean(predictions_from_logits(graph.logits, False)
+                                    == predictions_from_logits(ref.logits, False)))
+    diff = np.abs(graph.logits - ref.logits)[matched]
+    return {
+        "predictions": _num(predictions),
+        "max_abs_logit_diff": _num(diff.max()) if diff.size else None,
+        "reference_cls_pruned": int(cls_pruned.sum()),
+        "reference_cls_pruned_rate": _num(cls_pruned.sum() / n),
+        "compared": n_compared,
+        "kept_counts_equal_per_layer": [_num(v) for v in same[compared].mean(axis=0)] if n_compared
+        else [None] * same.shape[1],
+        "mismatched": mismatched,
+        "decision_mismatch_rate": _num(mismatched / n_compared) if n_compared else None,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ gates
+
+def evaluate_gates(s: CheckSettings, metric: str, results: dict, drop: dict | None,
+                   agreement: dict | None) -> list[dict]:
+    """The gates the settings ask for, each ``{name, value, bound, op, passed, message}`` (``CHECK_SCHEMA``).
+
+    A value that could not be measured (null: a correlation of constant predictions, or no sequence in which
+    the reference kept CLS) fails its gate.
+    """
+    gates = []
+    if s.min_metric is not None:
+        gates.append(_gate("min-metric", metric, results["graph"]["value"], ">=", s.min_metric, ""))
+    if s.max_drop is not None:
+        detail = (f" (graph {_fmt(results['graph']['value'])}, reference "
+                  f"{_fmt(results['reference']['value'])} under the masked rule)")
+        gates.append(_gate("max-drop", f"{metric} drop", drop["vs_reference"], "<=", s.max_drop, detail))
+    bound = s.decision_bound
+    if bound is not None:
+        detail = (f" ({agreement['mismatched']} of {agreement['compared']} sequences differ in some layer's kept "
+                  f"count; {agreement['reference_cls_pruned']} with CLS pruned by the reference not compared)")
+        gates.append(_gate("max-decision-mismatch", "decision mismatch rate", agreement["decision_mismatch_rate"],
+                           "<=", bound, detail))
+    return gates
+
+
+def _gate(name: str, label: str, value: float | None, op: str, bound: float, detail: str) -> dict:
+    """One gate; its message is ``PASS|FAIL name: label value op bound (detail)``."""
+    if value is None:
+        passed = False
+        message = f"FAIL {name}: {label} could not be measured{detail}; bound {op} {_fmt(bound)}"
+    else:
+        passed = value >= bound if op == ">=" else value <= bound
+        shown = op if passed else {">=": "<", "<=": ">"}[op]
+        message = f"{'PASS' if passed else 'FAIL'} {name}: {label} {_fmt(value)} {shown} {_fmt(bound)}{detail}"
+    return {"name": name, "value": value, "bound": bound, "op": op, "passed": passed, "message": message}
+
+
+def failure_lines(report: dict) -> list[str]:
+    """One line per failed gate, e.g. ``FAIL max-drop: accuracy drop 0.0312 > 0.0100 (...)``."""
+    return [g["message"] for g in report["gates"] if not g["passed"]]
+
+
+def summary_lines(report: dict) -> list[str]:
+    """A concise plain-text summary (CI logs, piped output): models, metrics, agreement, gates."""
+    d, m = report["data"], report["model"]
+    metric = report["settings"]["metric"]
+    lines = [(f"check {m['path']} ({m['runtime']}, {m['precision']}) on {d['source']}: {d['examples']} examples, "
+              f"max_length {d['max_length']}, {d['mean_tokens']:.1f} tokens/example")]
+    for role in ("graph", "reference", "dense"):
+        r = report["results"][role]
+        if r is None:
+            continue
+        metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in r["metrics"].items())
+        lines.append(f"{role:9s} {metrics}; FLOPs x{r['flops_reduction']:.2f} fewer than dense")
+    a = report["agreement"]
+    if a is not None:
+        per_layer = " ".join(_fmt(v, 3) for v in a["kept_counts_equal_per_layer"])
+        predictions = "" if a["predictions"] is None else f"predictions {_fmt(a['predictions'])}, "
+        lines.append(f"agreement {predictions}kept counts equal per layer [{per_layer}], decision mismatch "
+                     f"{_fmt(a['decision_mismatch_rate'])} ({a['mismatched']}/{a['compared']}); reference pruned "
+                     f"CLS in {a['reference_cls_pruned']}/{d['examples']}")
+        lines.append(f"drop      {metric} {_fmt(report['drop']['vs_reference'])} vs reference, "
+                     f"{_fmt(report['drop']['vs_dense'])} vs dense")
+    lines += [g["message"] for g in report["gates"] if g["passed"]]
+    if not report["gates"]:
+        lines.append("no gate set: pass --min-metric, or --reference CKPT (with --max-drop) to gate")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ JUnit
+
+def junit_xml(report: dict) -> str:
+    """JUnit XML: one testsuite ``ltp-deploy check`` with one testcase per gate; a failed gate holds a
+    ``<failure>`` whose message is its one-line FAIL message. The figures travel as suite properties."""
+    gates = report["gates"]
+    root = ET.Element("testsuites", name=SUITE_NAME, tests=str(len(gates)),
+                      failures=str(sum(not g["passed"] for g in gates)), time=f"{report['elapsed_s']:.3f}")
+    suite = ET.SubElement(root, "testsuite", name=SUITE_NAME, tests=str(len(gates)),
+                          failures=str(sum(not g["passed"] for g in gates)), errors="0", skipped="0",
+                          time=f"{report['elapsed_s']:.3f}", timestamp=report["created"])
+    props = ET.SubElement(suite, "properties")
+    for name, value in _properties(report):
+        ET.SubElement(props, "property", name=name, value=value)
+    for g in gates:
+        case = ET.SubElement(suite, "testcase", classname=SUITE_NAME, name=g["name"], time="0")
+        if not g["passed"]:
+            failure = ET.SubElement(case, "failure", message=g["message"], type="gate")
+            failure.text = g["message"]
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _properties(report: dict) -> list[tuple[str, str]]:
+    props = [("model", report["model"]["path"]), ("runtime", report["model"]["runtime"]),
+             ("data", report["data"]["source"]), ("examples", str(report["data"]["examples"])),
+             ("metric", report["settings"]["metric"])]
+    for role, r in report["results"].items():
+        if r is not None:
+            props += [(f"{role}.{k}", _fmt(v)) for k, v in r["metrics"].items()]
+    a = report["agreement"]
+    if a is not None:
+        props += [("agreement.predictions", _fmt(a["predictions"])),
+                  ("agreement.decision_mismatch_rate", _fmt(a["decision_mismatch_rate"]))]
+    return props
+
+
+def write_junit(path: str | Path, report: dict) -> Path:
+    """Write ``junit_xml(report)`` atomically (temp file + rename)."""
+    from ltp_deploy.atomic import write_text
+
+    return write_text(path, junit_xml(report))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def _num(x: Any, digits: int = 6) -> float | None:
+    """A JSON-safe rounded float; None for None, NaN and infinities."""
+    if x is None:
+        return None
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else _num(a - b)
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{round(x, digits) + 0.0:.{digits}f}"  # + 0.0: no "-0.0000"
+
+
+__all__ = [
+    "CHECK_SCHEMA",
+    "GITHUB_ACTIONS_EXAMPLE",
+    "SCHEMA_VERSION",
+    "CheckSettings",
+    "evaluate_gates",
+    "failure_lines",
+    "junit_xml",
+    "run_check",
+    "summary_lines",
+    "write_junit",
+]

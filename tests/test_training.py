@@ -1,0 +1,225 @@
+"""``ltp-deploy train`` on tiny budgets: the soft forward, the stages, the written checkpoints, bad options.
+
+Budgets are a few hundred examples and a few dozen steps (seconds on 2 cores); they check that the machinery does
+what it says, not the accuracy of the full recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ltp_deploy.calibration.evaluate import EncodedData, evaluate
+from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
+from ltp_deploy.cli import main
+from ltp_deploy.data import load_glue
+from ltp_deploy.training import (
+    Thresholds,
+    TrainData,
+    TrainSettings,
+    fit_dense,
+    learn_thresholds,
+    length_grouped_batches,
+    mask_penalty,
+    soft_forward,
+    stage_steps,
+)
+
+
+def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary included)."""
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def sst2_small(glue):
+    """256 SST-2 training examples and 64 dev examples (real data)."""
+    return load_glue("sst2", "train", glue).subset(256, seed=1), load_glue("sst2", "dev", glue).take(64)
+
+
+@pytest.fixture()
+def small_bert(make_bert):
+    ckpt = load_checkpoint(make_bert(name="train-bert"))
+    return ckpt, ckpt.tokenizer()
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+
+def test_length_grouped_batches_cover_every_example_once():
+    lengths = np.random.default_rng(0).integers(3, 60, size=1000)
+    batches = length_grouped_batches(lengths, 32, np.random.default_rng(1))
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(1000))
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert padded < 1.2 * lengths.sum()  # grouped by length: little padding left
+
+
+def test_stage_steps():
+    assert stage_steps(100, 32, 1.0, None) == 4
+    assert stage_steps(100, 32, 0.5, None) == 2
+    assert stage_steps(100, 32, 3.0, 7) == 7
+    assert stage_steps(100, 32, 0.0, None) == 0
+    # defaults: one dense epoch, 200 soft steps, 1000 hard steps
+    assert [stage_steps(67349, 32, None, None, s) for s in ("dense", "soft", "hard")] == [2105, 200, 1000]
+    assert stage_steps(67349, 32, 0.1, None, "soft") == 210
+
+
+def test_soft_forward_is_the_dense_forward_when_nothing_is_masked(small_bert):
+    ckpt, tokenizer = small_bert
+    model = ckpt.model.eval()
+    enc = tokenizer(["a charming and often affecting journey .", "bleak"], padding=True, return_tensors="pt")
+    ids, mask, types = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+    dense_logits, _ = model(ids, mask, types)
+    layers = model.config.num_layers
+    very_low = torch.full((layers,), -1.0)  # every sigmoid is 1: nothing is masked
+    logits, masks = soft_forward(model, very_low, torch.ones(layers, dtype=torch.bool), ids, mask, types, 1e-3, 128)
+    torch.testing.assert_close(logits, dense_logits, atol=1e-5, rtol=1e-5)
+    assert masks.shape == (2, layers, ids.shape[1])
+    very_high = torch.full((layers,), 10.0)  # every token but CLS is masked out
+    _, masks = soft_forward(model, very_high, torch.ones(layers, dtype=torch.bool), ids, mask, types, 1e-3, 128)
+    assert torch.all(masks[:, :, 0] == 1) and torch.all(masks[:, :, 1:] < 1e-6)
+
+
+def test_first_layer_fixed_gets_no_mask_and_stays_at_zero():
+    thresholds = Thresholds(6, 0.012, learn_first_layer=False)
+    with torch.no_grad():
+        thresholds.delta += 0.5
+    values = thresholds().detach()
+    assert float(values[0]) == 0 and float(values[1]) == pytest.approx(0.002 + 0.5)
+    spec = Thresholds(6, 0.012, learn_first_layer=True).spec(128, {})
+    assert spec.thresholds == pytest.approx((0.0, 0.002, 0.004, 0.006, 0.008, 0.010))
+
+
+def test_mask_penalty_averages_real_positions_only():
+    masks = torch.tensor([[[1.0, 0.5, 0.0, 0.9]], [[1.0, 0.0, 0.3, 0.3]]])  # (B=2, L'=1, T=4)
+    attention = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    assert float(mask_penalty(masks, attention)) == pytest.approx((1.0 + 0.5 + 0.0 + 1.0 + 0.0) / 5)
+
+
+# ------------------------------------------------------------------------------------------------ the stages
+
+def test_dense_training_lowers_the_loss(minilm_dir, sst2_small):
+    ckpt = load_checkpoint(minilm_dir)  # the real pretrained encoder with a fresh head, as stage 0 gets it
+    train_ex, _ = sst2_small
+    data = TrainData.build(ckpt.tokenizer(), train_ex, 64)
+    model = ckpt.model
+
+    def loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            b = data.batch(np.arange(len(data)))
+            logits, _ = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+            return float(torch.nn.functional.cross_entropy(logits, b["labels"]))
+
+    before = loss()
+    settings = TrainSettings(model="unused", task="sst2", output="unused", batch_size=32, warmup=0.1)
+    torch.manual_seed(0)
+    log = fit_dense(model, data, 24, 1e-4, settings, False, np.random.default_rng(0))
+    assert log.steps == 24 and len(log.history) > 1
+    assert loss() < before - 0.05
+
+
+def test_larger_lambda_keeps_fewer_tokens(small_bert, sst2_small):
+    ckpt, tokenizer = small_bert
+    train_ex, dev_ex = sst2_small
+    data = TrainData.build(tokenizer, train_ex, 64)
+    dev = EncodedData.build(tokenizer, dev_ex, 64)
+    kept = {}
+    for lam in (0.0, 2.0):
+        model = load_checkpoint(ckpt.path).model
+        settings = TrainSettings(model="unused", task="sst2", output="unused", lambda_=lam, threshold_lr=2e-4,
+                                 soft_lr=2e-5, final_token_threshold=0.005, warmup=0.0)
+        thresholds = Thresholds(model.config.num_layers, settings.final_token_threshold, True)
+        torch.manual_seed(0)
+        learn_thresholds(model, thresholds, data, 24, settings, False, np.random.default_rng(0))
+        kept[lam] = sum(evaluate(model.with_spec(thresholds.spec(128, {})), dev).mean_kept)
+    assert kept[2.0] < kept[0.0]
+
+
+# ------------------------------------------------------------------------------------------------ the command
+
+def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GLUE_DIR", str(glue))
+    out = tmp_path / "ltp"
+    code, stdout, stderr = cli(monkeypatch, capsys, "train", "--model", minilm_dir, "--task", "sst2", "-o", out,
+                               "--max-examples", 192, "--max-eval-examples", 48, "--batch-size", 16,
+                               "--dense-steps", 6, "--soft-steps", 6, "--hard-steps", 4, "--dense-lr", 1e-4,
+                               "--threshold-lr", 2e-4)
+    assert code == 0, stderr
+    assert f"wrote {out}" in stdout and "FLOPs reduction" in stdout
+    assert [line.split(":")[0] for line in stderr.strip().splitlines()] == ["dense", "soft", "hard"]
+
+    ckpt = load_checkpoint(out)
+    assert not ckpt.head_initialized and ckpt.spec.mode == "absolute_threshold"
+    assert ckpt.spec.n_ref == 128 and ckpt.spec.source["method"] == "ltp-deploy train"
+    assert any(d != 0.0 for d in ckpt.spec.source["deltas"])  # learned, not the initial schedule
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["kind"] == "ltp" and meta["dev"]["examples"] == 48
+    assert len(meta["dev"]["mean_kept_per_layer"]) == 6 and meta["dev"]["flops_reduction"] >= 1.0
+    assert 0.0 <= meta["dense"]["dev"]["value"] <= 1.0 and meta["thresholds"] == list(ckpt.spec.thresholds)
+    assert [s["name"] for s in meta["stages"]] == ["dense", "soft", "hard"]
+
+    dense = load_checkpoint(tmp_path / "ltp-dense")  # the stage-0 model: a trained head, no spec
+    assert dense.spec is None and not dense.head_initialized
+    assert json.loads((tmp_path / "ltp-dense" / METADATA_FILE).read_text())["kind"] == "dense"
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_regression_task_gets_a_one_output_head(minilm_dir, glue):
+    from ltp_deploy.training import _task_model
+
+    model, hf_config = _task_model(load_checkpoint(minilm_dir), load_glue("stsb", "dev", glue).take(4))
+    assert model.config.num_labels == 1 and hf_config["num_labels"] == 1 and "id2label" not in hf_config
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "nope"], "Unknown GLUE task 'nope'"),
+    (["--task", "sst2", "--lambda", "-0.1"], "--lambda must be zero or more"),
+    (["--task", "sst2", "--soft-epochs", "-1"], "--soft-epochs must be zero or more"),
+    (["--task", "sst2", "--batch-size", "0"], "--batch-size must be positive"),
+    (["--task", "sst2", "--temperature", "0"], "--temperature must be positive"),
+    (["--task", "sst2", "--threshold-lr", "-1e-3"], "--threshold-lr must be zero or more"),
+    ([], "No --task given"),
+])
+def test_bad_options_exit_2_with_one_line(minilm_dir, tmp_path, monkeypatch, capsys, args, message):
+    out = tmp_path / "never"
+    code, _, err = cli(monkeypatch, capsys, "train", "--model", minilm_dir, "-o", out, *args)
+    assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_missing_glue_dir_exits_2(minilm_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    code, _, err = cli(monkeypatch, capsys, "train", "--model", minilm_dir, "--task", "sst2", "-o", tmp_path / "o")
+    assert code == 2 and "GLUE_DIR is not set" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("GLUE_DIR", str(tmp_path / "nowhere"))
+    code, _, err = cli(monkeypatch, capsys, "train", "--model", minilm_dir, "--task", "sst2", "-o", tmp_path / "o")
+    assert code == 2 and "not found" in err and list(tmp_path.iterdir()) == []
+
+
+def test_output_must_not_overwrite_the_input(minilm_dir, monkeypatch, capsys):
+    code, _, err = cli(monkeypatch, capsys, "train", "--model", minilm_dir, "--task", "sst2", "-o", minilm_dir)
+    assert code == 2 and "overwrite the input model" in err
+
+
+def test_cli_defaults_are_the_library_defaults():
+    from ltp_deploy.commands.train import train as command
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainSettings) if f.default is not dataclasses.MISSING}
+    for name, param in inspect.signature(command).parameters.items():
+        if name in defaults and param.default is not inspect.Parameter.empty:
+            assert param.default == defaults[name], name
