@@ -71,7 +71,15 @@ def plot_latency(report: dict, path: str | Path) -> Path:
         _batch_axis(ax, xs)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG through a temp file and a rename (no half-written plot), then close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
     os.close(fd)

@@ -1,7 +1,8 @@
 """LTP's masked rule on Hugging Face's own network: the independent reference for the dropping model.
 
 This is how the training code runs: every layer computes all positions at full length; a pruned token only
-stops being a *key* (additive -10000 mask) from the next layer on; nothing protects CLS. The network is
+stops being a *key* (additive -10000 mask) from the next layer on; nothing protects CLS (unless the spec
+was learned with CLS kept: ``spec.reference_cls == "kept"``, as ``ltp-deploy train`` does). The network is
 ``transformers``' ``BertForSequenceClassification`` / ``RobertaForSequenceClassification`` with eager
 attention, so it shares no code with ``ltp_deploy.model``; only the weights are copied.
 
@@ -76,6 +77,8 @@ def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, 
         attention_output, probs = out[0], out[1]
         if spec is not None:
             pruned = _pruned_by_rule(spec, index, probs, alive, n_orig, num_heads)
+            if spec.reference_cls == "kept":
+                pruned[:, 0] = False
             cls_pruned |= pruned[:, 0]
             alive = alive & ~pruned
         hidden = layer.feed_forward_chunk(attention_output)

@@ -22,6 +22,7 @@ from ltp_deploy.errors import LtpDeployError
 SPEC_FILE = "pruning_spec.json"
 SPEC_VERSION = 1
 MODES = ("absolute_threshold", "topk")
+REFERENCE_CLS = ("prunable", "kept")
 
 # LTP's score floor: a token whose score is below max(SCORE_FLOOR, thr) is pruned in a layer with thr > 0.
 SCORE_FLOOR = 1e-5
@@ -50,6 +51,10 @@ class PruningSpec:
     # The classifier reads position 0, so the dropping model always keeps it. LTP's masked rule does not
     # protect it; the reference reports how often it would have dropped it.
     cls_policy: str = "keep"
+    # How the masked reference treats CLS: "prunable" is LTP's code (its checkpoints were trained so);
+    # "kept" is how `ltp-deploy train` and `calibrate` learn a spec (CLS's soft mask fixed at 1), so the
+    # reference keeps it too and every sequence can be compared with the dropping model.
+    reference_cls: str = field(default="prunable", compare=False)
     # Where the spec came from (LTP config, calibration, training); free-form, for provenance only.
     source: dict = field(default_factory=dict, compare=False)
 
@@ -76,6 +81,8 @@ class PruningSpec:
             )
         if self.cls_policy != "keep":
             raise LtpDeployError(f"Unsupported cls_policy {self.cls_policy!r}: only 'keep' is supported.")
+        if self.reference_cls not in REFERENCE_CLS:
+            raise LtpDeployError(f"Unsupported reference_cls {self.reference_cls!r}: use one of {', '.join(REFERENCE_CLS)}.")
         object.__setattr__(self, "thresholds", _tuple(self.thresholds))
         object.__setattr__(self, "keep_rates", _tuple(self.keep_rates))
 
@@ -84,14 +91,18 @@ class PruningSpec:
         return len(self.thresholds if self.mode == "absolute_threshold" else self.keep_rates)
 
     @classmethod
-    def threshold(cls, thresholds, n_ref: int = 128, source: dict | None = None) -> PruningSpec:
+    def threshold(cls, thresholds, n_ref: int = 128, source: dict | None = None,
+                  reference_cls: str = "prunable") -> PruningSpec:
         """A learned-threshold (LTP) spec from effective per-layer thresholds."""
-        return cls(mode="absolute_threshold", thresholds=tuple(thresholds), n_ref=n_ref, source=source or {})
+        return cls(mode="absolute_threshold", thresholds=tuple(thresholds), n_ref=n_ref, source=source or {},
+                   reference_cls=reference_cls)
 
     @classmethod
-    def topk(cls, keep_rates, n_ref: int = 128, source: dict | None = None) -> PruningSpec:
+    def topk(cls, keep_rates, n_ref: int = 128, source: dict | None = None,
+             reference_cls: str = "prunable") -> PruningSpec:
         """A top-k spec from per-layer keep rates (fractions of the unpadded length)."""
-        return cls(mode="topk", keep_rates=tuple(keep_rates), n_ref=n_ref, source=source or {})
+        return cls(mode="topk", keep_rates=tuple(keep_rates), n_ref=n_ref, source=source or {},
+                   reference_cls=reference_cls)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -102,7 +113,7 @@ class PruningSpec:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "pruning spec") -> PruningSpec:
-        known = {"mode", "thresholds", "keep_rates", "n_ref", "cls_policy", "source"}
+        known = {"mode", "thresholds", "keep_rates", "n_ref", "cls_policy", "reference_cls", "source"}
         if not isinstance(d, dict) or "mode" not in d:
             raise LtpDeployError(f"{where} is not a pruning spec: it needs a 'mode' key ({' or '.join(MODES)}).")
         return cls(**{k: v for k, v in d.items() if k in known})

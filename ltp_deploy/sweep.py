@@ -14,8 +14,6 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from ltp_deploy.checkpoint import load_checkpoint
 from ltp_deploy.data import get_task, load_examples
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.plots import save_figure
 from ltp_deploy.spec import MODES
 
 SWEEP_VERSION = 1
@@ -152,15 +151,4 @@ def plot_sweep(report: dict, path: str | Path) -> Path:
            title=f"{Path(report['checkpoint']).name} on {report['task']} ({report['examples']} examples)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_figure(fig, path)

@@ -218,7 +218,7 @@ class Thresholds(nn.Module):
     def spec(self, n_ref: int, source: dict) -> PruningSpec:
         """The hard-rule spec; a threshold that ended at or below 0 becomes exactly 0 (that layer drops nothing)."""
         values = [max(0.0, float(v)) for v in self().detach()]
-        return PruningSpec.threshold(values, n_ref=n_ref, source=source)
+        return PruningSpec.threshold(values, n_ref=n_ref, source=source, reference_cls="kept")
 
 
 def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: torch.Tensor, input_ids,

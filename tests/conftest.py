@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,29 @@ SENTENCES = [
     "Wow!",
     "in exactly 89 minutes , most of which passed as slowly as if i 'd been sitting naked on an igloo .",
 ] * 8
+
+
+def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary and exit codes included);
+    returns (exit code, stdout, stderr)."""
+    from ltp_deploy.cli import main
+
+    monkeypatch.setenv("CI", "true")  # plain lines, no progress bar
+    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
+    capsys.readouterr()  # drop what the test printed before (e.g. transformers' save progress)
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_process(*args, env=None) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, in a fresh process (CI=true)."""
+    return subprocess.run([sys.executable, "-m", "ltp_deploy.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "CI": "true", **(env or {})}, timeout=600, check=False)
 
 
 def glue_dir() -> Path:

@@ -6,16 +6,15 @@ lives in benchmarks, not in unit tests.
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ltp_deploy.bench import BENCH_SCHEMA, SCHEMA_VERSION, _Record, compare
-from ltp_deploy.cli import main
 from ltp_deploy.commands.bench import parse_batch_sizes
 from ltp_deploy.errors import LtpDeployError
+from conftest import run_main as cli
 
 THRESHOLDS = [0, 0.002, 0.004, 0.006, 0.008, 0.01]
 GLUE = Path(os.environ.get("GLUE_DIR") or Path(__file__).resolve().parents[1].parent / "shared/data/glue")
@@ -42,19 +41,6 @@ def glue() -> Path:
     if not (GLUE / "SST-2" / "dev.tsv").is_file():
         pytest.skip(f"GLUE data folder not found at {GLUE}: set GLUE_DIR to run bench on real SST-2 sentences")
     return GLUE
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary included)."""
-    monkeypatch.setenv("CI", "true")  # plain lines, no progress bar
-    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ------------------------------------------------------------------------------------------------ the schema

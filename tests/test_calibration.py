@@ -7,7 +7,6 @@ its accuracy is meaningless, but FLOPs, kept tokens and the search behave as wit
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
@@ -16,23 +15,10 @@ from ltp_deploy.calibration.evaluate import EncodedData, evaluate
 from ltp_deploy.calibration.families import family
 from ltp_deploy.calibration.search import TOLERANCE, search
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
-from ltp_deploy.cli import main
 from ltp_deploy.data import load_glue
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.spec import PruningSpec, ltp_keep_rates
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary included)."""
-    monkeypatch.setenv("CI", "true")
-    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import run_main as cli
 
 
 @pytest.fixture(scope="module")

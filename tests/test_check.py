@@ -10,8 +10,6 @@ the tests check the gates against the figures the run measured and against an in
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -24,6 +22,8 @@ from ltp_deploy.check import CHECK_SCHEMA, GITHUB_ACTIONS_EXAMPLE, SCHEMA_VERSIO
 from ltp_deploy.cli import main
 from ltp_deploy.data import encode
 from ltp_deploy.spec import PruningSpec
+from conftest import run_main as cli
+from conftest import run_process as cli_process
 
 SPEC = PruningSpec.threshold([0.0, 0.002, 0.003, 0.004, 0.005, 0.006])
 ALTERED = PruningSpec.threshold([0.0, 0.003, 0.0045, 0.006, 0.0075, 0.009])  # the same layers, 1.5x thresholds
@@ -102,26 +102,6 @@ def exports(trained, tmp_path_factory) -> dict[str, Path]:
     other_ckpt = save_checkpoint(other.model, out / "other-ckpt", other.hf_config, tokenizer=other.tokenizer())
     export_onnx(load_checkpoint(other_ckpt), out / "other")
     return {"good": out / "good", "altered": out / "altered", "other": out / "other"}
-
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary and exit codes included)."""
-    monkeypatch.setenv("CI", "true")  # plain lines, no progress bar
-    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
-    capsys.readouterr()  # drop what the test printed before (e.g. transformers' save progress)
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def cli_process(*args):
-    """Run the CLI as a user would, in a fresh process; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "ltp_deploy.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "CI": "true"}, timeout=600, check=False)
 
 
 @pytest.fixture(scope="module")

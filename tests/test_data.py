@@ -312,15 +312,35 @@ def test_f1_and_matthews_against_confusion_matrix():
     assert D.matthews([0, 1, 2, 2], [0, 1, 2, 2]) == pytest.approx(1.0)
 
 
-def test_correlations_against_scipy():
-    from scipy.stats import pearsonr, spearmanr
+def _average_ranks(x):
+    """Ranks 1..n, ties sharing the mean of their positions (the textbook definition)."""
+    order = sorted(range(len(x)), key=lambda i: x[i])
+    ranks, i = [0.0] * len(x), 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
 
+
+def _pearson_by_hand(a, b):
+    n = len(a)
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    return cov / math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
+
+
+def test_correlations_against_textbook_formulas():
     rng = np.random.default_rng(1)
     y = rng.uniform(0, 5, 100).astype(np.float32)
     p = y + rng.normal(0, 1, 100).astype(np.float32)
     p[:5] = 7.0  # ties for spearman
-    assert D.pearson(y, p) == pytest.approx(pearsonr(y.astype(float), p.astype(float))[0], abs=1e-7)
-    assert D.spearman(y, p) == pytest.approx(spearmanr(y, p)[0], abs=1e-7)
+    yf, pf = [float(v) for v in y], [float(v) for v in p]
+    assert D.pearson(y, p) == pytest.approx(_pearson_by_hand(yf, pf), abs=1e-7)
+    assert D.spearman(y, p) == pytest.approx(_pearson_by_hand(_average_ranks(yf), _average_ranks(pf)), abs=1e-7)
     ex = D.Examples(["a"] * 100, ["b"] * 100, y, None, "stsb", True)
     m = D.compute_metrics(ex, p)
     assert set(m) == {"pearson", "spearman"} and m["pearson"] == pytest.approx(D.pearson(y, p))

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,14 +14,9 @@ from ltp_deploy.exporters.artifact import METADATA_FILE, read_metadata
 from ltp_deploy.exporters.onnx import ExportValidationError, export_onnx
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.spec import PruningSpec
+from conftest import run_process as cli
 
 MINILM_SPEC = PruningSpec.threshold([0.0, 0.002, 0.003, 0.004, 0.005, 0.006])
-
-
-def cli(*args, env=None):
-    """Run the installed CLI as a user would; returns the CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "ltp_deploy.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "CI": "true", **(env or {})}, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ The subjects and their exports are shared with ``tests/test_runtimes.py`` (built
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from ltp_deploy import cli
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters import openvino as ov_export
 from ltp_deploy.exporters.artifact import METADATA_FILE, read_metadata
@@ -20,6 +18,7 @@ from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.runtimes.openvino import stores_fp16_weights
 
 from test_runtimes import assert_agrees, roberta, subject  # noqa: F401 (fixtures shared with the runtime tests)
+from conftest import run_main as run_cli
 
 
 def read_ir(path):
@@ -132,18 +131,6 @@ def test_bad_options_fail_before_any_work(roberta, tmp_path, options, fragment):
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-
-def run_cli(monkeypatch, capsys, *args):
-    """``ltp-deploy ARGS`` in this process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
-    monkeypatch.setenv("CI", "true")
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_exports_openvino(roberta, tmp_path, monkeypatch, capsys):

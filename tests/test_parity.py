@@ -139,3 +139,25 @@ def test_reference_cls_rule_is_reported(minilm_dir):
     assert ref.cls_pruned.any()
     assert not ref.kept[ref.cls_pruned, -1, 0].any() and kept[:, -1, 0].all()
     assert np.all(kept.sum(dim=2).numpy() >= 1)
+
+
+@pytest.mark.parametrize("mode", ["absolute_threshold", "topk"])
+def test_reference_keeping_cls_matches_everywhere(minilm_dir, mode):
+    """A spec learned with CLS kept (``reference_cls="kept"``, as ``train`` writes) is compared on every sequence,
+    even at settings where LTP's unprotected rule would drop CLS in most of them."""
+    ckpt = load_checkpoint(minilm_dir)
+    if mode == "absolute_threshold":
+        spec = PruningSpec.threshold([0.0, 0.01, 0.02, 0.03, 0.04, 0.05], reference_cls="kept")
+    else:
+        spec = PruningSpec.topk([1.0, 1.0, 1.0, 0.5, 0.2, 0.05], reference_cls="kept")
+    model = ckpt.model.with_spec(spec).eval()
+    batch = random_batch(ckpt.config, 8, seed=1, max_len=24, cls_id=101)
+    unprotected = masked_reference(hf_twin(model), PruningSpec.from_dict({**spec.to_dict(), "reference_cls": "prunable"}),
+                                   *batch)
+    ref = masked_reference(hf_twin(model), spec, *batch)
+    logits, kept = dropping_kept(model, *batch)
+    if mode == "absolute_threshold":
+        assert unprotected.cls_pruned.any(), "the setting must make LTP's own rule drop CLS somewhere"
+    assert not ref.cls_pruned.any() and ref.kept[:, :, 0].all()
+    assert torch.equal(kept, ref.kept)
+    assert (logits - ref.logits).abs().max().item() <= 1e-4

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ import torch
 
 from ltp_deploy.calibration.evaluate import EncodedData, evaluate
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
-from ltp_deploy.cli import main
 from ltp_deploy.data import load_glue
 from ltp_deploy.training import (
     Thresholds,
@@ -31,18 +29,7 @@ from ltp_deploy.training import (
     stage_steps,
 )
 
-
-def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary included)."""
-    monkeypatch.setenv("CI", "true")
-    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import run_main as cli
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,9 @@ class Family:
         source = {"family": self.mode, self.parameter: self.value(strength), **(source or {})}
         if self.mode == "absolute_threshold":
             return PruningSpec.threshold([strength * i / num_layers for i in range(num_layers)], n_ref=n_ref,
-                                         source=source)
-        return PruningSpec.topk(ltp_keep_rates(self.value(strength), num_layers), n_ref=n_ref, source=source)
+                                         source=source, reference_cls="kept")
+        return PruningSpec.topk(ltp_keep_rates(self.value(strength), num_layers), n_ref=n_ref, source=source,
+                                reference_cls="kept")
 
 
 _FAMILIES = {
