@@ -17,11 +17,14 @@ import torch
 from ltp_deploy.calibration.evaluate import EncodedData, evaluate
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
 from ltp_deploy.data import load_glue
+from ltp_deploy.spec import PruningSpec
 from ltp_deploy.training import (
     Thresholds,
     TrainData,
     TrainSettings,
+    _distill_loss,
     fit_dense,
+    fit_hard,
     learn_thresholds,
     length_grouped_batches,
     mask_penalty,
@@ -137,6 +140,42 @@ def test_larger_lambda_keeps_fewer_tokens(small_bert, sst2_small):
     assert kept[2.0] < kept[0.0]
 
 
+def test_distill_loss_is_the_kl_divergence_to_the_teacher():
+    rng = np.random.default_rng(0)
+    s, t = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    p_s = np.exp(s) / np.exp(s).sum(1, keepdims=True)
+    p_t = np.exp(t) / np.exp(t).sum(1, keepdims=True)
+    by_hand = float((p_t * (np.log(p_t) - np.log(p_s))).sum(1).mean())
+    assert float(_distill_loss(torch.tensor(s), torch.tensor(t), False)) == pytest.approx(by_hand, rel=1e-9)
+    assert float(_distill_loss(torch.tensor(s[:, :1]), torch.tensor(t[:, :1]), True)) == pytest.approx(
+        float(((s[:, 0] - t[:, 0]) ** 2).mean()), rel=1e-9)
+
+
+def test_distillation_pulls_the_pruned_model_towards_the_dense_one(small_bert, sst2_small):
+    ckpt, tokenizer = small_bert
+    data = TrainData.build(tokenizer, sst2_small[0], 64)
+    teacher = load_checkpoint(ckpt.path).model.eval()
+    student = load_checkpoint(ckpt.path).model.with_spec(
+        PruningSpec.threshold([0.0, 0.01, 0.02, 0.03], reference_cls="kept"))
+    with torch.no_grad():  # move the student's outputs well away from the teacher's
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    batch = data.batch(np.arange(64))
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+    def distance() -> float:
+        student.eval()
+        with torch.no_grad():
+            return float(_distill_loss(student(*inputs)[0], teacher(*inputs)[0], False))
+
+    before = distance()
+    settings = TrainSettings(model="unused", task="sst2", output="unused", distill=1.0, hard_lr=2e-4, warmup=0.0)
+    torch.manual_seed(0)
+    log = fit_hard(student, data, 16, settings, False, np.random.default_rng(0), teacher)
+    assert "distill_loss" in log.history[-1]
+    assert distance() < 0.7 * before
+
+
 # ------------------------------------------------------------------------------------------------ the command
 
 def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypatch, capsys):
@@ -153,6 +192,7 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
     ckpt = load_checkpoint(out)
     assert not ckpt.head_initialized and ckpt.spec.mode == "absolute_threshold"
     assert ckpt.spec.n_ref == 128 and ckpt.spec.source["method"] == "ltp-deploy train"
+    assert ckpt.spec.reference_cls == "kept"  # learned with CLS's soft mask fixed at 1
     assert any(d != 0.0 for d in ckpt.spec.source["deltas"])  # learned, not the initial schedule
     meta = json.loads((out / METADATA_FILE).read_text())
     assert meta["kind"] == "ltp" and meta["dev"]["examples"] == 48
@@ -176,6 +216,7 @@ def test_regression_task_gets_a_one_output_head(minilm_dir, glue):
 @pytest.mark.parametrize("args, message", [
     (["--task", "nope"], "Unknown GLUE task 'nope'"),
     (["--task", "sst2", "--lambda", "-0.1"], "--lambda must be zero or more"),
+    (["--task", "sst2", "--distill", "1.5"], "--distill must be a weight in"),
     (["--task", "sst2", "--soft-epochs", "-1"], "--soft-epochs must be zero or more"),
     (["--task", "sst2", "--batch-size", "0"], "--batch-size must be positive"),
     (["--task", "sst2", "--temperature", "0"], "--temperature must be positive"),

@@ -58,7 +58,7 @@ def train(
         "--threshold-lr", help="Thresholds' learning rate (their own AdamW group).", rich_help_panel=_T)] = 2e-5,
     lambda_: Annotated[float, typer.Option(
         "--lambda", help="Weight of sum over layers of mean(soft mask): larger keeps fewer tokens.",
-        rich_help_panel=_T)] = 0.1,
+        rich_help_panel=_T)] = 0.05,
     temperature: Annotated[float, typer.Option(
         "--temperature", help="Soft-mask sigmoid width T, in score units.", rich_help_panel=_T)] = 1e-3,
     final_token_threshold: Annotated[float, typer.Option(
@@ -73,6 +73,9 @@ def train(
     hard_steps: Annotated[Optional[int], typer.Option(
         "--hard-steps", help="Stage-2 steps (overrides --hard-epochs; default: 1000).", rich_help_panel=_T)] = None,
     hard_lr: Annotated[float, typer.Option("--hard-lr", rich_help_panel=_T)] = 2e-5,
+    distill: Annotated[float, typer.Option(
+        "--distill", help="Stage-2 weight of distillation from the dense model (0: labels only, as LTP).",
+        rich_help_panel=_T)] = 0.5,
 ) -> None:
     from ltp_deploy.errors import LtpDeployError
     from ltp_deploy.training import TrainSettings
@@ -87,7 +90,7 @@ def train(
         soft_epochs=soft_epochs, soft_steps=soft_steps, soft_lr=soft_lr, threshold_lr=threshold_lr,
         lambda_=lambda_, temperature=temperature, final_token_threshold=final_token_threshold,
         learn_first_layer=learn_first_layer, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
-        hard_lr=hard_lr,
+        hard_lr=hard_lr, distill=distill,
     )
     report = run_train(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
     dense = f"; dense model {report.dense_output}" if report.dense_output else ""
