@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from ltp_deploy.calibration.evaluate import EncodedData, evaluate
+from ltp_deploy.calibration.evaluate import EncodedData, evaluate, predict
 from ltp_deploy.calibration.families import family
 from ltp_deploy.calibration.search import TOLERANCE, search
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
@@ -37,13 +37,25 @@ def glue_env(glue, monkeypatch):
 def test_families():
     thr = family("absolute_threshold")
     assert thr.spec(0.0, 6) is None
-    assert thr.spec(0.012, 6, n_ref=64).thresholds == pytest.approx((0.0, 0.002, 0.004, 0.006, 0.008, 0.010))
+    assert thr.spec(0.012, 6, n_ref=64).thresholds == pytest.approx((0.0, 0.002, 0.004, 0.006, 0.008, 1e4))
     assert thr.spec(0.012, 6, n_ref=64).n_ref == 64
     topk = family("topk")
     assert topk.value(0.7) == pytest.approx(0.3)
     assert topk.spec(0.7, 12).keep_rates == pytest.approx(ltp_keep_rates(0.3, 12))
     with pytest.raises(LtpDeployError, match="Unknown --mode"):
         family("random")
+
+
+def test_the_last_layer_drop_is_free(bert_dir, glue):
+    """The threshold family's last layer keeps only CLS: fewer FLOPs, the same logits as the dense model."""
+    ckpt = load_checkpoint(bert_dir)
+    data = EncodedData.build(ckpt.tokenizer(), load_glue("sst2", "dev", glue).take(64), 64)
+    spec = family("absolute_threshold").spec(1e-9, ckpt.config.num_layers)  # only the last layer drops
+    dense_logits, _ = predict(ckpt.model.with_spec(None), data)
+    logits, kept = predict(ckpt.model.with_spec(spec), data)
+    assert (kept[:, -1] == 1).all() and (kept[:, :-1] == data.lengths[:, None]).all()
+    assert abs(logits - dense_logits).max() < 1e-5
+    assert evaluate(ckpt.model.with_spec(spec), data).flops_reduction > 1.05
 
 
 # ------------------------------------------------------------------------------------------------ calibrate

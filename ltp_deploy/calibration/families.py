@@ -1,13 +1,16 @@
 """One-parameter families of pruning specs, ordered by a ``strength`` (0 = dense, larger = more dropping).
 
-* ``absolute_threshold``: LTP's rising thresholds ``thr_l = alpha * l / L`` (layer 0 drops nothing);
-  strength = ``alpha``, the ``final_token_threshold`` of LTP's initialisation, in score units (n_ref scale).
+* ``absolute_threshold``: LTP's rising thresholds ``thr_l = alpha * l / L`` (layer 0 drops nothing), except that
+  the last layer drops every token but CLS (``LAST_LAYER_THRESHOLD``): the classifier reads only CLS, and a token's
+  feed-forward touches no other token, so that drop saves the last feed-forward at no cost in accuracy (MiniLM:
+  1.12x on SST-2 with identical predictions). strength = ``alpha``, the ``final_token_threshold`` of LTP's
+  initialisation, in score units (n_ref scale).
 * ``topk``: LTP's top-k schedule (``spec.ltp_keep_rates``): rate 1 for the first ``max(3, ceil(0.15 L))`` layers,
   then linear to ``token_keep_rate`` at the last layer; strength = ``1 - token_keep_rate``.
 
 Example::
 
-    family("absolute_threshold").spec(0.006, num_layers=6, n_ref=128).thresholds   # (0.0, 0.001, ..., 0.005)
+    family("absolute_threshold").spec(0.006, num_layers=6, n_ref=128).thresholds   # (0.0, 0.001, ..., 0.004, 1e4)
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from dataclasses import dataclass
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.spec import MODES, PruningSpec, ltp_keep_rates
+
+# Above any score (attention received / (heads * n_ref) <= length / n_ref): the layer keeps only CLS.
+LAST_LAYER_THRESHOLD = 1e4
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,8 @@ class Family:
             return None
         source = {"family": self.mode, self.parameter: self.value(strength), **(source or {})}
         if self.mode == "absolute_threshold":
-            return PruningSpec.threshold([strength * i / num_layers for i in range(num_layers)], n_ref=n_ref,
-                                         source=source, reference_cls="kept")
+            thresholds = [strength * i / num_layers for i in range(num_layers - 1)] + [LAST_LAYER_THRESHOLD]
+            return PruningSpec.threshold(thresholds, n_ref=n_ref, source=source, reference_cls="kept")
         return PruningSpec.topk(ltp_keep_rates(self.value(strength), num_layers), n_ref=n_ref, source=source,
                                 reference_cls="kept")
 
