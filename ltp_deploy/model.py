@@ -233,14 +233,17 @@ def gather_survivors(x, keep):  # (B, T, D), (B, T) -> (B, T', D), (B, T')
     Slot k of sequence b takes the (k+1)-th kept token, whose position is the number of positions whose
     inclusive running count of kept tokens is still <= k. Slots past a sequence's own count are padding.
     """
-    T = x.shape[1]
+    B, T, D = x.shape
     running = keep.long().cumsum(dim=1)  # (B, T)
     n_keep = running[:, -1]  # (B,)
     # nonzero() gives T' as a data-dependent shape (ONNX NonZero) without turning a tensor into a Python int.
     slots = torch.nonzero(torch.arange(T, device=x.device) < n_keep.max()).squeeze(1)  # (T',)
     src = (running[:, None, :] <= slots[None, :, None]).sum(dim=-1).clamp(max=T - 1)  # (B, T')
     alive = slots[None, :] < n_keep[:, None]  # (B, T')
-    return x.gather(1, src[:, :, None].expand(-1, -1, x.shape[2])), alive
+    # One row gather from the flattened batch (ONNX Gather, which runtimes copy row-wise) instead of an
+    # element-wise GatherElements over (B, T', D) indices.
+    rows = (src + torch.arange(B, device=x.device)[:, None] * T).reshape(-1)  # (B * T',)
+    return x.reshape(B * T, D).index_select(0, rows).reshape(B, -1, D), alive
 
 
 class Layer(nn.Module):
