@@ -9,10 +9,15 @@ sequence decides which tokens survive (``TokenPruner``) and the survivors are ga
 is padded to the largest survivor count and the rest is masked. No Python loop over the batch, no ``.item()``,
 no branch on data: the graph exports with data-dependent shapes.
 
+``SingleSequenceClassifier`` is the batch-1 form of the same network for latency serving: padding leaves before
+the first layer, so no mask is built or applied anywhere, and each pruning step is one NonZero and one Gather
+along the token axis. Same weights, same decisions; fewer graph nodes (what OpenVINO pays for per inference).
+
 Example::
 
     model = PrunedClassifier(EncoderConfig.from_hf(config_dict), spec)
     logits, kept = model(input_ids, attention_mask, token_type_ids)   # (B, C), (B, L)
+    logits, kept = SingleSequenceClassifier(model)(ids[:1], mask[:1], types[:1])   # (1, C), (1, L)
 """
 
 from __future__ import annotations
@@ -130,12 +135,13 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x, key_bias):  # (B, T, D), (B, 1, 1, T) -> (B, T, D), (B, H, T, T)
+    def forward(self, x, key_bias=None):  # (B, T, D), (B, 1, 1, T) or None -> (B, T, D), (B, H, T, T)
         heads = (*x.shape[:-1], self.num_heads, self.head_size)
         q = self.query(x).view(heads).transpose(1, 2)  # (B, H, T, hs)
         k = self.key(x).view(heads).transpose(1, 2)
         v = self.value(x).view(heads).transpose(1, 2)
-        probs = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_size) + key_bias, dim=-1)  # (B,H,T,T)
+        logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, H, T, T)
+        probs = torch.softmax(logits if key_bias is None else logits + key_bias, dim=-1)
         y = (probs @ v).transpose(1, 2).reshape(x.shape)  # (B, T, D)
         return y, probs
 
@@ -157,7 +163,7 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = SelfOutput(cfg)
 
-    def forward(self, x, key_bias):
+    def forward(self, x, key_bias=None):
         y, probs = self.self(x, key_bias)
         return self.output(y, x), probs
 
@@ -183,10 +189,14 @@ class Output(nn.Module):
         return self.LayerNorm(self.dropout(self.dense(h)) + x)
 
 
-def token_scores(probs, alive, n_ref: int):  # (B, H, T, T), (B, T) -> (B, T)
-    """LTP importance: attention each key receives from alive queries, summed over heads, / (H * n_ref)."""
-    received = (probs * alive[:, None, :, None].to(probs.dtype)).sum(dim=(1, 2))  # (B, T)
-    return received / (probs.shape[1] * n_ref)
+def token_scores(probs, alive, n_ref: int):  # (B, H, T, T), (B, T) or None -> (B, T)
+    """LTP importance: attention each key receives from alive queries, summed over heads, / (H * n_ref).
+
+    ``alive=None``: every query is alive (a single sequence without padding).
+    """
+    if alive is not None:
+        probs = probs * alive[:, None, :, None].to(probs.dtype)
+    return probs.sum(dim=(1, 2)) / (probs.shape[1] * n_ref)
 
 
 class TokenPruner(nn.Module):
@@ -204,18 +214,22 @@ class TokenPruner(nn.Module):
     def extra_repr(self) -> str:
         return f"mode={self.mode}, value={self.value:g}, n_ref={self.n_ref}"
 
-    def forward(self, probs, alive, n_orig):  # (B, H, T, T), (B, T), (B,) -> keep (B, T)
+    def forward(self, probs, alive, n_orig):  # (B, H, T, T), (B, T) or None, (B,) -> keep (B, T)
+        """The tokens that survive: alive ones that pass the rule, and CLS. ``alive=None``: all are alive."""
         scores = token_scores(probs, alive, self.n_ref)
         if self.mode == "absolute_threshold":
             keep = scores >= max(SCORE_FLOOR, self.value)
         else:
             k = self.keep_table[n_orig]  # (B,)
             keep = _rank_among_alive(scores, alive) < k[:, None]
-        is_cls = torch.arange(alive.shape[1], device=alive.device) == 0  # CLS is read by the head: always kept
+        if alive is None:
+            keep[:, 0] = True  # CLS is read by the head: always kept (one ScatterElements in the graph)
+            return keep
+        is_cls = torch.arange(alive.shape[1], device=alive.device) == 0
         return alive & (keep | is_cls)
 
 
-def _rank_among_alive(scores, alive):  # (B, T), (B, T) -> (B, T) int64
+def _rank_among_alive(scores, alive):  # (B, T), (B, T) or None -> (B, T) int64
     """0-based rank of each token by descending score among alive tokens; ties go to the earlier position.
 
     Written as a pairwise count instead of a sort so every runtime breaks ties the same way.
@@ -223,7 +237,9 @@ def _rank_among_alive(scores, alive):  # (B, T), (B, T) -> (B, T) int64
     s_i, s_j = scores[:, :, None], scores[:, None, :]  # i: the other token, j: the ranked token
     pos = torch.arange(scores.shape[1], device=scores.device)
     earlier = pos[:, None] < pos[None, :]  # (T, T): i before j
-    beats = alive[:, :, None] & ((s_i > s_j) | ((s_i == s_j) & earlier))  # (B, T, T)
+    beats = (s_i > s_j) | ((s_i == s_j) & earlier)  # (B, T, T)
+    if alive is not None:
+        beats = alive[:, :, None] & beats
     return beats.sum(dim=1)
 
 
@@ -254,12 +270,23 @@ class Layer(nn.Module):
         self.output = Output(cfg)
         self.pruner = pruner
 
-    def forward(self, x, alive, n_orig):  # (B, T, D), (B, T), (B,) -> (B, T', D), (B, T')
-        key_bias = (~alive)[:, None, None, :].to(x.dtype) * torch.finfo(x.dtype).min  # (B, 1, 1, T)
+    def forward(self, x, alive, n_orig):  # (B, T, D), (B, T) or None, (B,) -> (B, T', D), (B, T') or None, (B,)
+        """Returns the output, the alive mask and the survivor count (None where this layer drops nothing).
+
+        ``alive=None`` is a single sequence without padding (``SingleSequenceClassifier``): no mask is built,
+        and the survivors are one Gather along the token axis.
+        """
+        key_bias = None if alive is None else (~alive)[:, None, None, :].to(x.dtype) * torch.finfo(x.dtype).min
         a, probs = self.attention(x, key_bias)
+        count = None
         if self.pruner is not None:
-            a, alive = gather_survivors(a, self.pruner(probs, alive, n_orig))  # T -> T'
-        return self.output(self.intermediate(a), a), alive
+            keep = self.pruner(probs, alive, n_orig)  # (B, T)
+            if alive is None:
+                a, count = a.index_select(1, torch.nonzero(keep[0]).squeeze(1)), keep.sum(dim=1)  # T -> T'
+            else:
+                a, alive = gather_survivors(a, keep)  # T -> T'
+                count = alive.sum(dim=1)
+        return self.output(self.intermediate(a), a), alive, count
 
 
 class Encoder(nn.Module):
@@ -269,10 +296,11 @@ class Encoder(nn.Module):
                                    for i in range(cfg.num_layers))
 
     def forward(self, x, alive, n_orig):  # -> (B, T_last, D), kept counts (B, L)
-        kept = []
+        kept, count = [], n_orig
         for layer in self.layer:
-            x, alive = layer(x, alive, n_orig)
-            kept.append(alive.sum(dim=1))
+            x, alive, dropped = layer(x, alive, n_orig)
+            count = count if dropped is None else dropped
+            kept.append(count)
         return x, torch.stack(kept, dim=1)
 
 
@@ -349,18 +377,49 @@ class PrunedClassifier(nn.Module):
         n_orig = attention_mask.sum(dim=1)  # (B,)
         x = self.backbone.embeddings(input_ids, token_type_ids)  # (B, T, D)
         x, kept_counts = self.backbone.encoder(x, alive, n_orig)  # (B, T_last, D), (B, L)
-        cls = x[:, 0]  # (B, D): position 0 is never dropped
+        return self.head(x[:, 0]), kept_counts  # position 0 (CLS) is never dropped
+
+    def head(self, cls):  # (B, D) -> (B, num_labels)
         if self.config.arch == "bert":
-            logits = self.classifier(self.dropout(self.backbone.pooler(cls)))
-        else:
-            logits = self.classifier(cls)
-        return logits, kept_counts
+            return self.classifier(self.dropout(self.backbone.pooler(cls)))
+        return self.classifier(cls)
 
     def with_spec(self, spec: PruningSpec | None) -> PrunedClassifier:
         """The same weights under another spec (``None``: dense). Shares parameters with ``self``."""
         other = PrunedClassifier(self.config, spec)
         other.load_state_dict(self.state_dict(), strict=True, assign=True)
         return other.train(self.training)
+
+
+class SingleSequenceClassifier(nn.Module):
+    """The batch-1 form of a ``PrunedClassifier`` for latency serving: same weights, same decisions.
+
+    ``forward(input_ids, attention_mask, token_type_ids=None)`` takes one sequence (1, T) and returns
+    ``logits`` (1, num_labels) and ``kept_counts`` (1, L), equal to the batched model's row. Padding positions
+    leave before the first layer, so no attention mask is built and each pruning step is a NonZero and a Gather
+    on the token axis: about half the extra graph nodes of the batched form, which OpenVINO pays for per call.
+    """
+
+    def __init__(self, model: PrunedClassifier):
+        super().__init__()
+        self.model = model
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.model.config
+
+    @property
+    def spec(self) -> PruningSpec | None:
+        return self.model.spec
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):  # (1, T) each
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        m = self.model
+        x = m.backbone.embeddings(input_ids, token_type_ids)  # (1, T, D); positions count padding as usual
+        x = x.index_select(1, torch.nonzero(attention_mask[0]).squeeze(1))  # (1, n, D): padding leaves
+        x, kept_counts = m.backbone.encoder(x, None, attention_mask.sum(dim=1))
+        return m.head(x[:, 0]), kept_counts
 
 
 def check_input_length(cfg: EncoderConfig, length: int) -> None:

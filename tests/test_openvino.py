@@ -140,7 +140,17 @@ def test_cli_exports_openvino(roberta, tmp_path, monkeypatch, capsys):
     assert code == 0, stderr
     assert "model.xml" in stdout and "fp16" in stdout and "openvino-cpu" in stdout and "atol 1e-02" in stdout
     meta = read_metadata(out)
-    assert (meta["target"], meta["precision"]) == ("openvino", "fp16")
+    assert (meta["target"], meta["precision"], meta["single_sequence"]) == ("openvino", "fp16", False)
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_cli_exports_single_sequence(roberta, tmp_path, monkeypatch, capsys, target):
+    out = tmp_path / f"cli-{target}-b1"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "export", roberta.folder, "--target", target,
+                                   "--single-sequence", "-o", out)
+    assert code == 0, stderr
+    assert "single sequence" in stdout
+    assert read_metadata(out)["single_sequence"] is True
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -1,6 +1,7 @@
 """The dropping model against LTP's masked rule run on Hugging Face's own network (``ltp_deploy.reference``).
 
-Wherever the reference keeps CLS, both must keep the same token set in every layer and give the same logits.
+Wherever the reference keeps CLS, both must keep the same token set in every layer and give the same logits; the
+batch-1 form (``SingleSequenceClassifier``) must give the reference's kept counts and logits for every such row.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 
 from ltp_deploy.checkpoint import load_checkpoint, load_tokenizer
 from ltp_deploy.data import encode, load_glue
+from ltp_deploy.model import SingleSequenceClassifier
 from ltp_deploy.reference import dropping_kept, hf_twin, masked_reference
 from ltp_deploy.spec import PruningSpec, ltp_keep_rates
 
@@ -53,6 +55,20 @@ def assert_parity(model, batch, stats):
     # the exported outputs (counts) match the diagnostic sets
     _, counts = model(*batch)
     assert torch.equal(counts, kept.sum(dim=2))
+    assert_single_sequence_rows(model, batch, ref, valid)
+
+
+def assert_single_sequence_rows(model, batch, ref, rows):
+    """The batch-1 form (export --single-sequence) on each selected row alone, trimmed to its own length (even
+    rows) or with the batch's padding (odd rows): the reference's kept counts and logits."""
+    single, ref_counts = SingleSequenceClassifier(model).eval(), ref.kept.sum(dim=2)
+    for b in torch.nonzero(rows).squeeze(1).tolist():
+        width = int(batch[1][b].sum()) if b % 2 == 0 else batch[1].shape[1]
+        with torch.no_grad():
+            row_logits, row_counts = single(*(t[b:b + 1, :width] for t in batch))
+        assert torch.equal(row_counts[0], ref_counts[b]), f"single-sequence form, row {b}: kept counts differ"
+        diff = (row_logits[0] - ref.logits[b]).abs().max().item()
+        assert diff <= 1e-4, f"single-sequence form, row {b}: logits differ by {diff:.2e}"
 
 
 def check_specs(model, specs, batches):
@@ -161,3 +177,4 @@ def test_reference_keeping_cls_matches_everywhere(minilm_dir, mode):
     assert not ref.cls_pruned.any() and ref.kept[:, :, 0].all()
     assert torch.equal(kept, ref.kept)
     assert (logits - ref.logits).abs().max().item() <= 1e-4
+    assert_single_sequence_rows(model, batch, ref, ~ref.cls_pruned)

@@ -17,6 +17,7 @@ import torch
 from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
 from ltp_deploy.data import Examples, encode
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters.artifact import read_metadata
 from ltp_deploy.exporters.onnx import export_onnx
 from ltp_deploy.exporters.openvino import export_openvino
 from ltp_deploy.exporters.validate import BUILTIN_SENTENCES
@@ -54,6 +55,12 @@ class Subject:
     @property
     def xml(self) -> Path:
         return self.ov_result.graph
+
+    @cached_property
+    def single(self) -> dict[str, Path]:
+        """The batch-1 form (``export --single-sequence``) for each target."""
+        return {"onnx": export_onnx(self.ckpt, self.root / f"{self.name}-onnx-b1", single_sequence=True).graph,
+                "openvino": export_openvino(self.ckpt, self.root / f"{self.name}-ov-b1", single_sequence=True).graph}
 
     @cached_property
     def ov16_result(self):
@@ -153,6 +160,23 @@ ADAPTERS = {
 def test_adapter_matches_torch(subject, adapter, batch):
     runtime = ADAPTERS[adapter](subject)
     assert_agrees(subject, runtime, subject.batches[batch])
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_single_sequence_graph_runs_row_by_row(subject, target):
+    """``--single-sequence`` graphs take (1, T) inputs; every adapter calls them once per row of a larger batch,
+    and the result is the batched torch model's."""
+    graph = subject.single[target]
+    assert read_metadata(graph)["single_sequence"] is True
+    backends = ["onnxruntime", "openvino"] if target == "onnx" else ["openvino"]
+    for backend in backends:
+        runtime = open_runtime(graph, backend=backend)
+        assert runtime.single_sequence, f"{runtime.name} did not see the graph's batch axis of 1"
+        for name in ("b1", "mixed"):
+            assert_agrees(subject, runtime, subject.batches[name])
+        with pytest.raises(Exception):  # the graph itself takes one row only
+            runtime._infer(runtime.feed(subject.batches["mixed"]))
+    assert not open_runtime(subject.onnx).single_sequence and not open_runtime(subject.xml).single_sequence
 
 
 def test_runtime_attributes(subject):

@@ -19,6 +19,7 @@ Examples:
   ltp-deploy export my-bert/ --spec pruning_spec.json --target openvino -o out/bert-ov
   ltp-deploy export runs/sst2-ltp --target openvino -o out/sst2-ov
   ltp-deploy export runs/sst2-ltp --target openvino --precision fp16 -o out/sst2-ov16
+  ltp-deploy export runs/sst2-ltp --target openvino --single-sequence -o out/sst2-ov-b1
   ltp-deploy export ltp-roberta/ --data dev.tsv --text-column sentence -o out/ltp
 """
 
@@ -41,6 +42,9 @@ def export(
         "--precision", help="Stored weights; fp16 with --target openvino only (default --atol 1e-2; kept counts "
                             "must still match on real sentences).")] = Precision.fp32,
     dense: Annotated[bool, typer.Option("--dense", help="Same weights with pruning off (the timing baseline).")] = False,
+    single_sequence: Annotated[bool, typer.Option(
+        "--single-sequence", help="Batch-1 graph for latency serving: inputs (1, length), padding dropped up front, "
+                                  "no masks inside; larger batches run one row per call.")] = False,
     spec: Annotated[Optional[Path], typer.Option(
         "--spec", help="A pruning_spec.json (or its folder) to use instead of the checkpoint's own.")] = None,
     data: Data = None,
@@ -74,12 +78,13 @@ def export(
     if target == "openvino":
         from ltp_deploy.exporters.openvino import export_openvino
 
-        result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision)
+        result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision,
+                                 single_sequence=single_sequence)
     else:
         from ltp_deploy.exporters.onnx import export_onnx
 
         result = export_onnx(ckpt, output, dense=dense, examples=examples,
-                             atol=1e-4 if atol is None else atol, opset=opset)
+                             atol=1e-4 if atol is None else atol, opset=opset, single_sequence=single_sequence)
     print(summary(result.graph, result.metadata), file=sys.stdout)
 
 
@@ -89,6 +94,7 @@ def summary(graph: Path, metadata: dict) -> str:
     tolerated = v.get("tolerated") or []
     kept = (f"kept counts identical except {len(tolerated)} random-input case(s) tolerated for fp16"
             if tolerated else "kept counts identical")
-    return (f"exported {graph} ({metadata['pruning']}, {metadata['precision']}, opset {metadata['opset']}): "
+    form = ", single sequence" if metadata.get("single_sequence") else ""
+    return (f"exported {graph} ({metadata['pruning']}{form}, {metadata['precision']}, opset {metadata['opset']}): "
             f"validated on {len(v['cases'])} cases in {v['runtime']}, max |logit diff| {v['max_abs_diff']:.1e} "
             f"(atol {v['atol']:.0e}), {kept}")

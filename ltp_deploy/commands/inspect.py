@@ -58,6 +58,7 @@ def describe(path: Path) -> dict:
         "n_ref": spec.get("n_ref"),
         "opset": meta.get("opset"),
         "precision": meta.get("precision"),
+        "single_sequence": meta.get("single_sequence", False),
         "graph_io": _graph_io(graph),
         "source": meta["source"],
         "validation": {k: meta["validation"][k] for k in ("runtime", "passed", "max_abs_diff", "atol")},

@@ -20,7 +20,7 @@ import torch
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.exporters.artifact import ExportResult, ExportValidationError, export_validated
-from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
 from ltp_deploy.runtimes.base import OUTPUT_NAMES
 
 GRAPH_FILE = "model.onnx"
@@ -30,17 +30,22 @@ GRAPH_FILE = "model.onnx"
 EXPORTER = "torch.onnx.export(dynamo=True)"
 
 
-def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None) -> int:
-    """Export ``model`` with dynamic batch and sequence axes; return the graph's opset."""
+def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None, single_sequence: bool = False) -> int:
+    """Export ``model`` with dynamic batch and sequence axes; return the graph's opset.
+
+    ``single_sequence``: export ``SingleSequenceClassifier(model)`` instead, whose inputs are (1, sequence).
+    """
     import onnx
 
     names = model.config.input_names
-    ids = torch.randint(1000, 2000, (2, 16), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(1000, 2000, (1 if single_sequence else 2, 16), generator=torch.Generator().manual_seed(0))
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
     args = tuple(example[n] for n in names)
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence", max=model.config.max_length)
-    dynamic = {n: {0: batch, 1: sequence} for n in names}
-    model = model.eval()
+    axes = {1: torch.export.Dim("sequence", max=model.config.max_length)}
+    if not single_sequence:
+        axes[0] = torch.export.Dim("batch")
+    dynamic = {n: axes for n in names}
+    model = SingleSequenceClassifier(model.eval()) if single_sequence else model.eval()
     with _quiet_exporter():
         torch.onnx.export(
             model, args, str(path), dynamo=True, input_names=list(names), output_names=list(OUTPUT_NAMES),
@@ -51,7 +56,7 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None)
 
 
 def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
-                atol: float = 1e-4, opset: int | None = None) -> ExportResult:
+                atol: float = 1e-4, opset: int | None = None, single_sequence: bool = False) -> ExportResult:
     """Export ``ckpt`` to ``out/model.onnx`` with its tokenizer and metadata, validated in ONNX Runtime.
 
     Args:
@@ -61,6 +66,8 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
         examples: real sentences for validation (default: a small built-in set).
         atol: largest allowed |logit difference| against torch.
         opset: ONNX opset (default: the exporter's).
+        single_sequence: export the batch-1 form (``SingleSequenceClassifier``): inputs (1, sequence), no masks
+            inside; runtimes call it once per row of a larger batch.
 
     Raises:
         ExportValidationError: validation failed; ``out`` is left as it was.
@@ -68,7 +75,8 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
     from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
 
     def write_graph(model: PrunedClassifier, folder: Path) -> dict:
-        return {"opset": torch_to_onnx(model, folder / GRAPH_FILE, opset), "exporter": EXPORTER}
+        return {"opset": torch_to_onnx(model, folder / GRAPH_FILE, opset, single_sequence), "exporter": EXPORTER,
+                "single_sequence": single_sequence}
 
     return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
                             open_for_validation=OnnxRuntimeCPU, dense=dense, examples=examples, atol=atol)

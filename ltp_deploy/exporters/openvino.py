@@ -47,7 +47,7 @@ def default_atol(precision: str) -> float:
 
 
 def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
-                    atol: float | None = None, precision: str = "fp32") -> ExportResult:
+                    atol: float | None = None, precision: str = "fp32", single_sequence: bool = False) -> ExportResult:
     """Export ``ckpt`` to ``out/model.xml`` (+ ``model.bin``) with its tokenizer and metadata, validated in OpenVINO.
 
     Args:
@@ -57,6 +57,7 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         examples: real sentences for validation (default: a small built-in set).
         atol: largest allowed |logit difference| against torch (default: ``default_atol(precision)``).
         precision: stored weights, "fp32" or "fp16" (see the module docstring for the fp16 validation rule).
+        single_sequence: export the batch-1 form, as in ``export_onnx``.
 
     Returns:
         An ``ExportResult``; ``metadata`` holds target "openvino", precision, the intermediate ONNX opset and
@@ -79,10 +80,10 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
     def write_graph(model: PrunedClassifier, folder: Path) -> dict:
         with tempfile.TemporaryDirectory(prefix="ltp-deploy-onnx-") as onnx_dir:
             onnx_path = Path(onnx_dir) / "model.onnx"
-            opset = torch_to_onnx(model, onnx_path)
+            opset = torch_to_onnx(model, onnx_path, single_sequence=single_sequence)
             ov.save_model(ov.convert_model(str(onnx_path)), str(folder / GRAPH_FILE),
                           compress_to_fp16=(precision == "fp16"))  # save_model compresses by default
-        return {"opset": opset, "exporter": f"{EXPORTER} -> openvino.convert_model"}
+        return {"opset": opset, "exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single_sequence}
 
     def open_for_validation(path: Path):
         return OpenVINOCPU(path, precision="fp32")  # INFERENCE_PRECISION_HINT=f32, whatever the CPU prefers

@@ -32,10 +32,23 @@ class Runtime(ABC):
     precision: str = "fp32"
     weights: str = "fp32"  # how the graph stores its weights ("fp16": an OpenVINO IR saved compressed)
     load_seconds: float = 0.0
+    single_sequence: bool = False  # the graph takes (1, T) inputs (``export --single-sequence``)
+
+    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Run one right-padded batch; keys not in ``input_names`` are ignored.
+
+        A single-sequence graph is called once per row, and the rows' outputs are stacked.
+        """
+        feed = self.feed(batch)
+        size = next(iter(feed.values())).shape[0]
+        if not self.single_sequence or size == 1:
+            return self._infer(feed)
+        rows = [self._infer({n: a[i:i + 1] for n, a in feed.items()}) for i in range(size)]
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
 
     @abstractmethod
-    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Run one right-padded batch; keys not in ``input_names`` are ignored."""
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One call of the model on ``feed`` (the output of ``feed``); outputs must not alias runtime memory."""
 
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The inputs this model takes, as contiguous int64 arrays."""

@@ -34,9 +34,10 @@ class OnnxRuntimeCPU(Runtime):
         with LoadTimer(self):
             self.session = _session(path, threads, ["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.single_sequence = takes_single_sequence(self.session)
 
-    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        logits, kept = self.session.run(list(OUTPUT_NAMES), self.feed(batch))
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        logits, kept = self.session.run(list(OUTPUT_NAMES), feed)
         return logits, kept
 
 
@@ -80,10 +81,12 @@ class OnnxRuntimeCUDA(Runtime):
                 "onnxruntime-gpu's requirements, or use --device cpu."
             )
         self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.single_sequence = takes_single_sequence(self.session)
         self._binder = IOBinder(self.session, "cuda", device_id)
 
-    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        return self._binder.run(self.feed(batch))
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        logits, kept = self._binder.run(feed)
+        return logits, kept
 
 
 class IOBinder:
@@ -116,7 +119,13 @@ class IOBinder:
         for n, value in self._outputs.items():
             binding.bind_ortvalue_output(n, value)
         self.session.run_with_iobinding(binding)
-        return self._outputs["logits"].numpy(), self._outputs["kept_counts"].numpy()
+        # Copies: the buffers are reused by the next call (on ORT's CPU device numpy() would alias them).
+        return self._outputs["logits"].numpy().copy(), self._outputs["kept_counts"].numpy().copy()
+
+
+def takes_single_sequence(session) -> bool:
+    """True for a graph exported with ``--single-sequence``: its inputs' batch axis is the number 1."""
+    return session.get_inputs()[0].shape[0] == 1
 
 
 def _fixed_width(output) -> int:

@@ -69,14 +69,16 @@ class OpenVINOCPU(Runtime):
         self.weights = "fp16" if stores_fp16_weights(model) else "fp32"
         self.hint = hint
         self.input_names = tuple(p.get_any_name() for p in self.compiled.inputs)
+        batch_axis = self.compiled.inputs[0].get_partial_shape()[0]
+        self.single_sequence = batch_axis.is_static and batch_axis.get_length() == 1
         names = {name for p in self.compiled.outputs for name in p.get_names()}
         missing = [n for n in OUTPUT_NAMES if n not in names]
         if missing:
             raise LtpDeployError(f"{path} has no output {missing[0]!r}: it was not exported by ltp-deploy; "
                                  "export it with `ltp-deploy export`.")
 
-    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        self.request.infer(self.feed(batch))
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        self.request.infer(feed)
         # Copies: the request reuses its output memory on the next call.
         logits = np.array(self.request.get_tensor("logits").data, dtype=np.float32)
         kept = np.array(self.request.get_tensor("kept_counts").data, dtype=np.int64)

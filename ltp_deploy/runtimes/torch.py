@@ -53,8 +53,8 @@ class TorchRuntime(Runtime):
         base = ("input_ids", "attention_mask")
         self.input_names = base + ("token_type_ids",) if model.config.uses_token_type_ids else base
 
-    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        tensors = [torch.from_numpy(a).to(self.device) for a in self.feed(batch).values()]
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        tensors = [torch.from_numpy(a).to(self.device) for a in feed.values()]
         previous = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(self.threads)
