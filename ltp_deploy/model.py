@@ -404,14 +404,6 @@ class SingleSequenceClassifier(nn.Module):
         super().__init__()
         self.model = model
 
-    @property
-    def config(self) -> EncoderConfig:
-        return self.model.config
-
-    @property
-    def spec(self) -> PruningSpec | None:
-        return self.model.spec
-
     def forward(self, input_ids, attention_mask, token_type_ids=None):  # (1, T) each
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)

@@ -85,8 +85,7 @@ class OnnxRuntimeCUDA(Runtime):
         self._binder = IOBinder(self.session, "cuda", device_id)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        logits, kept = self._binder.run(feed)
-        return logits, kept
+        return self._binder.run(feed)
 
 
 class IOBinder:
