@@ -28,12 +28,11 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -228,43 +227,31 @@ def describe_model(path: str | Path) -> ModelInfo:
     """Read the export metadata of a graph or export folder, or the ``config.json`` of a checkpoint folder.
 
     Raises:
-        LtpDeployError: the path is missing, or is neither an ltp-deploy export nor a checkpoint folder.
+        LtpDeployError: the path is missing, is neither an ltp-deploy export nor a checkpoint folder, or is
+            a damaged export (``ltp_deploy.artifact.open_artifact``).
     """
     from dataclasses import asdict
 
-    from ltp_deploy.exporters.artifact import METADATA_FILE, artifact_folder
+    from ltp_deploy.artifact import is_export, open_artifact
+    from ltp_deploy.checkpoint import CONFIG_FILE, read_config
     from ltp_deploy.model import EncoderConfig
     from ltp_deploy.spec import PruningSpec
 
     path = Path(path)
     if not path.exists():
         raise LtpDeployError(f"Model {path} does not exist: pass an exported graph, its folder, or a checkpoint.")
-    folder = artifact_folder(path)
-    if (folder / METADATA_FILE).is_file():
-        from ltp_deploy.exporters.artifact import read_metadata
-
-        meta = read_metadata(path)
-        cfg = _encoder_config(meta["config"])
-        return ModelInfo(path, folder, meta["config"], cfg.max_length, meta.get("pruning", "dense"),
-                         meta.get("spec"), meta.get("precision"))
-    if (folder / "config.json").is_file():  # a checkpoint folder, run by the torch backend
-        hf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if is_export(path):
+        art = open_artifact(path)
+        return ModelInfo(path, art.folder, asdict(art.config), art.config.max_length, art.pruning,
+                         art.metadata.get("spec"), art.metadata.get("precision"))
+    if path.is_dir() and (path / CONFIG_FILE).is_file():  # a checkpoint folder, run by the torch backend
+        hf = read_config(path)
         cfg = EncoderConfig.from_hf(hf, arch="roberta" if hf.get("model_type") == "ltp" else None)
-        spec = PruningSpec.load(folder)
+        spec = PruningSpec.load(path)
         pruning = hf.get("prune_mode") or (spec.mode if spec else "dense")
-        return ModelInfo(path, folder, asdict(cfg), cfg.max_length, pruning, spec.to_dict() if spec else None, None)
+        return ModelInfo(path, path, asdict(cfg), cfg.max_length, pruning, spec.to_dict() if spec else None, None)
     raise LtpDeployError(f"{path} is neither an ltp-deploy export nor a checkpoint folder: export it with "
                          "`ltp-deploy export` first.")
-
-
-def _encoder_config(d: dict):
-    from ltp_deploy.model import EncoderConfig
-
-    known = {f.name for f in fields(EncoderConfig)}
-    kw = {k: v for k, v in d.items() if k in known}
-    if kw.get("id2label") is not None:
-        kw["id2label"] = tuple(kw["id2label"])
-    return EncoderConfig(**kw)
 
 
 @dataclass

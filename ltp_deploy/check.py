@@ -52,17 +52,18 @@ import datetime as dt
 import math
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.outputs import JUNIT_SUITE
 
 SCHEMA_VERSION = 1
 KIND = "ltp-deploy-check"
-SUITE_NAME = "ltp-deploy check"
+SUITE_NAME = JUNIT_SUITE  # how outputs.written_by_ltp_deploy recognises our JUnit files
 DEFAULT_MAX_LENGTH = 128  # LTP's GLUE runs use 128; longer inputs are truncated like in training
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_DECISION_MISMATCH = 0.01  # applied whenever a reference is given
@@ -239,34 +240,15 @@ def _check_settings(s: CheckSettings) -> None:
 
 # ------------------------------------------------------------------------------------------------ inputs
 
-@dataclass
-class _Export:
-    path: Path
-    folder: Path
-    graph: Path
-    metadata: dict
-
-
-def _read_export(path: Path) -> _Export:
-    """The export folder and metadata of ``path``; a checkpoint folder or a stray graph is refused."""
+def _read_export(path: Path):
+    """The opened export (``ltp_deploy.artifact.Artifact``) of ``path``; a checkpoint folder is refused."""
+    from ltp_deploy.artifact import is_export, open_artifact
     from ltp_deploy.checkpoint import CONFIG_FILE
-    from ltp_deploy.exporters.artifact import (
-        METADATA_FILE,
-        artifact_folder,
-        read_metadata,
-    )
 
-    folder = artifact_folder(path)
-    if path.is_dir() and not (folder / METADATA_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+    if path.is_dir() and not is_export(path) and (path / CONFIG_FILE).is_file():
         raise LtpDeployError(f"{path} is a checkpoint folder, not an exported graph: export it with "
                              f"`ltp-deploy export {path} -o OUT`, then check OUT with --reference {path}.")
-    if path.is_file() and path.suffix not in (".onnx", ".xml"):
-        raise LtpDeployError(f"{path} is not a graph file: pass an export folder or its .onnx/.xml graph.")
-    metadata = read_metadata(path)
-    graph = path if path.is_file() else folder / metadata["graph"]
-    if not graph.is_file():
-        raise LtpDeployError(f"{graph} named by {METADATA_FILE} is missing: re-export the folder.")
-    return _Export(path, folder, graph, metadata)
+    return open_artifact(path)
 
 
 def _metric_names(examples) -> tuple[str, ...]:
@@ -325,25 +307,56 @@ def _check_outputs(cfg: dict, examples, where: str) -> None:
 
 
 def _refuse_export_as_reference(reference: Path) -> None:
-    from ltp_deploy.exporters.artifact import (
-        METADATA_FILE,
-        artifact_folder,
-        read_metadata,
-    )
+    from ltp_deploy.artifact import is_export, read_metadata
 
-    if (artifact_folder(reference) / METADATA_FILE).is_file():
+    if is_export(reference):
         source = read_metadata(reference).get("source", {}).get("path", "the checkpoint folder")
         raise LtpDeployError(f"{reference} is an export folder, not a checkpoint: pass as --reference the checkpoint "
                              f"it was exported from ({source}).")
 
 
-def _check_reference(ckpt, cfg: dict, reference: Path, model: Path) -> None:
-    ref = ckpt.config
-    for key, ours in (("arch", ref.arch), ("vocab_size", ref.vocab_size), ("num_layers", ref.num_layers),
-                      ("num_labels", ref.num_labels)):
-        if cfg.get(key) != ours:
-            raise LtpDeployError(f"{model} ({key} {cfg.get(key)}) cannot be compared with {reference} ({key} {ours}):"
-                                 " pass the checkpoint the graph was exported from as --reference.")
+def _gated_metric(s: CheckSettings, examples) -> str:
+    """The metric the gates use; a --min-metric outside that metric's range is refused."""
+    from ltp_deploy.data import METRIC_RANGES
+
+    available = _metric_names(examples)
+    metric = s.metric or available[0]
+    if metric not in available:
+        raise LtpDeployError(f"{examples.task or examples.source} reports {', '.join(available)}, not {metric!r}: "
+                             f"pass --metric {' or --metric '.join(available)}.")
+    low, high = METRIC_RANGES[metric]
+    if s.min_metric is not None and not low <= s.min_metric <= high:
+        raise LtpDeployError(f"--min-metric {s.min_metric:g} lies outside the range of {metric} [{low:g}, {high:g}]: "
+                             f"give it as a fraction, e.g. --min-metric 0.9 for 90%.")
+    return metric
+
+
+def _load_reference(reference: Path, export, model: Path):
+    """The reference checkpoint, refused unless it is the one the graph was exported from, with the same spec."""
+    from ltp_deploy.checkpoint import load_checkpoint
+
+    _refuse_export_as_reference(reference)
+    ckpt = load_checkpoint(reference)
+    ref, cfg = ckpt.config, export.config
+    for key in ("arch", "vocab_size", "hidden_size", "num_layers", "num_labels"):
+        if getattr(cfg, key) != getattr(ref, key):
+            raise LtpDeployError(f"{model} ({key} {getattr(cfg, key)}) cannot be compared with {reference} ({key} "
+                                 f"{getattr(ref, key)}): pass the checkpoint the graph was exported from as --reference.")
+    recorded = export.metadata.get("weights_sha256")
+    if recorded is None:
+        raise LtpDeployError(f"{model} records no weights fingerprint (it was exported by an older ltp-deploy): "
+                             "re-export it to compare it with --reference.")
+    if recorded != ckpt.model.weights_fingerprint():
+        source = export.metadata.get("source", {}).get("path", "its source checkpoint")
+        raise LtpDeployError(f"{model} holds other weights than {reference}: pass as --reference the checkpoint it "
+                             f"was exported from ({source}).")
+    if export.spec != ckpt.spec:
+        def name(spec):
+            return "dense (no spec)" if spec is None else f"{spec.mode} {list(spec.thresholds or spec.keep_rates)}"
+        raise LtpDeployError(f"{model} was exported with the spec {name(export.spec)} but {reference} holds "
+                             f"{name(ckpt.spec)} (an export with --spec or --dense): check it against a checkpoint "
+                             "holding the graph's spec, or without --reference.")
+    return ckpt
 
 
 # ------------------------------------------------------------------------------------------------ the run
@@ -381,26 +394,18 @@ def run_check(s: CheckSettings) -> dict:
         LtpDeployError: a path that is not an export (or not a checkpoint for the reference), missing or
             unlabelled data, a metric the task does not report, a model whose outputs do not fit the task.
     """
-    from ltp_deploy.checkpoint import load_checkpoint, load_tokenizer
+    from ltp_deploy.checkpoint import load_tokenizer
     from ltp_deploy.runtimes import open_runtime
 
     start = time.perf_counter()
     export = _read_export(s.model)
     cfg = export.metadata["config"]
     examples = _align_labels(_load_examples(s), cfg)
-    available = _metric_names(examples)
-    metric = s.metric or available[0]
-    if metric not in available:
-        raise LtpDeployError(f"{examples.task or examples.source} reports {', '.join(available)}, not {metric!r}: "
-                             f"pass --metric {' or --metric '.join(available)}.")
+    metric = _gated_metric(s, examples)
     _check_outputs(cfg, examples, str(s.model))
-    max_length = _max_length(s, cfg)
-    ckpt = None
-    if s.reference is not None:
-        _refuse_export_as_reference(s.reference)
-        ckpt = load_checkpoint(s.reference)
-        _check_reference(ckpt, cfg, s.reference, s.model)
-    tokenizer = load_tokenizer(export.folder, vocab_size=cfg.get("vocab_size"))
+    max_length = _max_length(s, export.config)
+    ckpt = _load_reference(s.reference, export, s.model) if s.reference is not None else None
+    tokenizer = load_tokenizer(export.folder, vocab_size=export.config.vocab_size)
     runtime = open_runtime(export.graph, device=s.device, backend=s.backend, precision=s.precision)
     run = _run_models(runtime, export, ckpt, tokenizer, examples, max_length, s.batch_size)
 
@@ -442,7 +447,7 @@ def run_check(s: CheckSettings) -> dict:
     }
 
 
-def _run_models(runtime, export: _Export, ckpt, tokenizer, examples, max_length: int, batch_size: int) -> _Run:
+def _run_models(runtime, export, ckpt, tokenizer, examples, max_length: int, batch_size: int) -> _Run:
     """One pass over the data in length-sorted batches padded per batch (less padding; results are per example)."""
     import torch
 
@@ -473,11 +478,8 @@ def _run_models(runtime, export: _Export, ckpt, tokenizer, examples, max_length:
     return run
 
 
-def _max_length(s: CheckSettings, cfg: dict) -> int:
-    from ltp_deploy.model import EncoderConfig
-
-    known = {f.name for f in fields(EncoderConfig)}
-    limit = EncoderConfig(**{k: v for k, v in cfg.items() if k in known and k != "id2label"}).max_length
+def _max_length(s: CheckSettings, config) -> int:
+    limit = config.max_length
     if s.max_length is None:
         return min(limit, DEFAULT_MAX_LENGTH)
     if s.max_length > limit:
@@ -644,11 +646,11 @@ def _properties(report: dict) -> list[tuple[str, str]]:
     return props
 
 
-def write_junit(path: str | Path, report: dict) -> Path:
-    """Write ``junit_xml(report)`` atomically (temp file + rename)."""
-    from ltp_deploy.atomic import write_text
+def write_junit(path: str | Path, report: dict, **rules) -> Path:
+    """Write ``junit_xml(report)`` atomically (temp file + rename; ``rules`` as ``outputs.check_output``)."""
+    from ltp_deploy.outputs import write_text
 
-    return write_text(path, junit_xml(report))
+    return write_text(path, junit_xml(report), "junit", **rules)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -20,20 +20,23 @@ Example::
 from __future__ import annotations
 
 import json
-import pickle
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ltp_deploy.atomic import atomic_dir
+from ltp_deploy.outputs import FOLDER_MARKERS, atomic_dir
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import ARCHS, EncoderConfig, PrunedClassifier
-from ltp_deploy.spec import PruningSpec, ltp_keep_rates, ltp_thresholds
+from ltp_deploy.spec import SCORE_FLOOR, PruningSpec, ltp_keep_rates, ltp_thresholds
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-METADATA_FILE = "ltp_deploy.json"  # provenance written by train / calibrate
+# The tokenizer files copied into checkpoints and exports; anything else (code above all) stays behind.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+METADATA_FILE = FOLDER_MARKERS["checkpoint"]  # provenance written by train / calibrate; marks our folders
 SUPPORTED_ARCHITECTURES = {
     "BertForSequenceClassification": ("bert", True),
     "RobertaForSequenceClassification": ("roberta", True),
@@ -105,7 +108,7 @@ def load_checkpoint(path: str | Path, spec: PruningSpec | None = None, dense: bo
             weights that do not match the config (the key and shapes are named), a file that is not a checkpoint.
     """
     folder = _checkpoint_folder(path)
-    hf_config = _read_json(folder / CONFIG_FILE)
+    hf_config = read_config(folder)
     state = _read_weights(folder)
     if hf_config.get("model_type") == "ltp":
         cfg = EncoderConfig.from_hf(hf_config, arch="roberta")
@@ -126,11 +129,12 @@ def load_checkpoint(path: str | Path, spec: PruningSpec | None = None, dense: bo
 
 
 def save_checkpoint(model: PrunedClassifier, folder: str | Path, hf_config: dict, tokenizer=None,
-                    metadata: dict | None = None) -> Path:
-    """Write a Hugging Face folder (config.json, model.safetensors, pruning_spec.json) atomically.
+                    metadata: dict | None = None, inputs=(), overwrite: bool = False) -> Path:
+    """Write a Hugging Face folder (config.json, model.safetensors, pruning_spec.json, ltp_deploy.json) atomically.
 
     The folder loads back with ``load_checkpoint`` and, spec aside, with ``transformers`` as
-    ``BertForSequenceClassification`` / ``RobertaForSequenceClassification``.
+    ``BertForSequenceClassification`` / ``RobertaForSequenceClassification``. ``inputs`` and ``overwrite``: the
+    output rules of ``outputs.check_output`` (an existing folder is replaced only when ltp-deploy wrote it).
     """
     from safetensors.torch import save_file
 
@@ -145,15 +149,14 @@ def save_checkpoint(model: PrunedClassifier, folder: str | Path, hf_config: dict
     if cfg.id2label:
         config["id2label"] = {str(i): name for i, name in enumerate(cfg.id2label)}
         config["label2id"] = {name: i for i, name in enumerate(cfg.id2label)}
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, "checkpoint", inputs=inputs, overwrite=overwrite) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
         if model.spec is not None:
             model.spec.save(tmp)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-        if metadata:
-            (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+            save_tokenizer(tokenizer, tmp)
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata or {}, indent=2) + "\n")
     return Path(folder)
 
 
@@ -167,23 +170,52 @@ def load_tokenizer(folder: str | Path, vocab_size: int | None = None):
     from transformers import AutoTokenizer
 
     folder = Path(folder)
-    if not (folder / "tokenizer.json").is_file() and (folder / "vocab.json").is_file() \
-            and (folder / "merges.txt").is_file():
-        tokenizer = _roberta_bpe(folder)
-    else:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise LtpDeployError(
-                f"No usable tokenizer in {folder} ({type(e).__name__}): save the tokenizer files "
-                "(tokenizer.json, or vocab.json + merges.txt) beside config.json."
-            ) from None
-    if vocab_size and len(tokenizer) < vocab_size // 2:
+    _refuse_custom_code(folder)
+    try:
+        if not (folder / "tokenizer.json").is_file() and (folder / "vocab.json").is_file() \
+                and (folder / "merges.txt").is_file():
+            tokenizer = _roberta_bpe(folder)
+        else:  # trust_remote_code=False: never run (or ask to run) code shipped in the folder
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - tokenizer files that do not parse fail in many ways; all mean the same
         raise LtpDeployError(
-            f"The tokenizer in {folder} has {len(tokenizer)} tokens but the model has {vocab_size}: the files are "
-            "incomplete or not this model's; save the model's own tokenizer (tokenizer.json) beside config.json."
+            f"No usable tokenizer in {folder} ({type(e).__name__}): save the model's own tokenizer files "
+            "(tokenizer.json, or vocab.json + merges.txt) beside config.json."
+        ) from None
+    if vocab_size and not vocab_size // 2 <= len(tokenizer) <= vocab_size:
+        raise LtpDeployError(
+            f"The tokenizer in {folder} has {len(tokenizer)} tokens but the model's vocabulary has {vocab_size}: the "
+            "files are incomplete or not this model's; save the model's own tokenizer (tokenizer.json) beside "
+            "config.json."
         )
     return tokenizer
+
+
+def save_tokenizer(tokenizer, folder: str | Path) -> None:
+    """Save ``tokenizer`` into ``folder``, keeping only the known tokenizer files (``TOKENIZER_FILES``)."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ltp-deploy-tokenizer-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        for name in TOKENIZER_FILES:
+            if (Path(tmp) / name).is_file():
+                shutil.copyfile(Path(tmp) / name, Path(folder) / name)
+
+
+def _refuse_custom_code(folder: Path) -> None:
+    """A tokenizer that declares its own Python code (``auto_map``) is refused: no code in a checkpoint runs."""
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return
+    declared = _read_json(config).get("auto_map")
+    py_files = sorted(p.name for p in folder.glob("*.py"))
+    if declared:
+        raise LtpDeployError(
+            f"{config} declares custom tokenizer code (auto_map{', ' + ', '.join(py_files) if py_files else ''}), "
+            "which ltp-deploy refuses to run: save a standard tokenizer (tokenizer.json from a stock "
+            "transformers tokenizer) beside config.json."
+        )
 
 
 def _roberta_bpe(folder: Path):
@@ -209,6 +241,11 @@ def _checkpoint_folder(path: str | Path) -> Path:
     if not (folder / CONFIG_FILE).is_file():
         raise LtpDeployError(f"{folder} has no config.json: pass a Hugging Face or LTP checkpoint folder.")
     return folder
+
+
+def read_config(folder: str | Path) -> dict:
+    """The parsed ``config.json`` of a checkpoint folder (a one-sentence error when it is not a JSON object)."""
+    return _read_json(Path(folder) / CONFIG_FILE)
 
 
 def _read_json(path: Path) -> dict:
@@ -240,11 +277,12 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
     if binary.is_file():
         try:
             state = torch.load(binary, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
-            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        except Exception as e:  # noqa: BLE001 - a damaged pickle raises almost anything; all mean the same here
+            # torch's own message suggests weights_only=False, which would run the file's code: never quote it.
             raise LtpDeployError(
-                f"{binary} is not a loadable state dict ({first}): it is corrupt or holds more than tensors; "
-                "re-save it with torch.save(model.state_dict()) or as safetensors."
+                f"{binary} cannot be loaded as a state dict of tensors ({type(e).__name__}): it is damaged, or "
+                "holds pickled objects other than tensors, which ltp-deploy never unpickles because they can run "
+                "code; re-save it with torch.save(model.state_dict()) or as safetensors."
             ) from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise LtpDeployError(f"{binary} does not hold a state dict of tensors: re-save model.state_dict().")
@@ -279,13 +317,26 @@ def _ltp_state_and_spec(state: dict, hf_config: dict, num_layers: int):
                 f"LTP checkpoint lacks the learned threshold {missing[0]!r} ({len(missing)} of {num_layers} "
                 "missing): it is not a trained absolute_threshold checkpoint, or its weights file is incomplete."
             )
-        final = float(hf_config.get("final_token_threshold", 0.0))
+        wrong = next((k for k, d in zip(keys, deltas) if d.numel() != 1 or not d.is_floating_point()), None)
+        if wrong is not None:
+            raise LtpDeployError(f"LTP threshold {wrong!r} is not a single float: the weights file is damaged or "
+                                 "not an LTP checkpoint.")
+        final = hf_config.get("final_token_threshold", 0.0)
+        if isinstance(final, bool) or not isinstance(final, (int, float)) or not math.isfinite(final):
+            raise LtpDeployError(f"config.json final_token_threshold must be a number, got {final!r}: restore it "
+                                 "from the LTP run (e.g. 0.01).")
         source["final_token_threshold"] = final
-        spec = PruningSpec.threshold(ltp_thresholds(final, [float(d) for d in deltas]), source=source)
+        thresholds = ltp_thresholds(float(final), [float(d) for d in deltas])
+        # LTP prunes below max(1e-5, thr) at any nonzero thr, so a negative one acts as the floor itself.
+        source["floored_layers"] = [i for i, t in enumerate(thresholds) if t < 0]
+        spec = PruningSpec.threshold([SCORE_FLOOR if t < 0 else t for t in thresholds], source=source)
     elif mode == "topk":
         rate = hf_config.get("token_keep_rate")
         if rate is None:
             raise LtpDeployError("LTP topk checkpoint has no token_keep_rate in config.json: add it (e.g. 0.5).")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise LtpDeployError(f"config.json token_keep_rate must be a fraction in (0, 1], got {rate!r}: fix it "
+                                 "(e.g. 0.5).")
         source["token_keep_rate"] = rate
         spec = PruningSpec.topk(ltp_keep_rates(float(rate), num_layers), source=source)
     else:

@@ -400,6 +400,9 @@ def spearman(labels: Any, predictions: Any) -> float:
 
 
 METRICS = {"accuracy": accuracy, "f1": f1, "matthews": matthews, "pearson": pearson, "spearman": spearman}
+# The values each metric can take: a bound outside them is a mistake (e.g. 90 for 90% accuracy).
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "matthews": (-1.0, 1.0), "pearson": (-1.0, 1.0),
+                 "spearman": (-1.0, 1.0)}
 
 
 def _metric_names(task_or_examples: str | Examples | None) -> tuple[str, ...]:

@@ -8,8 +8,6 @@ Example::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ltp_deploy.errors import LtpDeployError
@@ -17,7 +15,7 @@ from ltp_deploy.errors import LtpDeployError
 _COLORS = {"model": "tab:blue", "other": "tab:gray"}
 
 
-def plot_latency(report: dict, path: str | Path) -> Path:
+def plot_latency(report: dict, path: str | Path, **rules) -> Path:
     """Batch latency (median, p10-p90 whiskers) against batch size; with a comparison, a speedup panel beside it.
 
     Args:
@@ -71,26 +69,22 @@ def plot_latency(report: dict, path: str | Path) -> Path:
         _batch_axis(ax, xs)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return save_figure(fig, path, **rules)
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Write ``fig`` as a PNG through a temp file and a rename (no half-written plot), then close it."""
+def save_figure(fig, path: str | Path, **rules) -> Path:
+    """Write ``fig`` as a PNG marked ``Software: ltp-deploy`` through a temp file and a rename (no half-written
+    plot; ``rules`` as ``outputs.check_output``), then close it."""
     import matplotlib.pyplot as plt
 
+    from ltp_deploy.outputs import PNG_SOFTWARE, write_file
+
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        return write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png",
+                                                        metadata={"Software": PNG_SOFTWARE}), "plot", **rules)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _batch_axis(ax, sizes: list[int]) -> None:

@@ -68,14 +68,21 @@ class PruningSpec:
         name = "thresholds" if self.mode == "absolute_threshold" else "keep_rates"
         if not values:
             raise LtpDeployError(f"Pruning spec in mode {self.mode!r} has no {name}: give one value per layer.")
-        if any(not math.isfinite(v) for v in values):
-            raise LtpDeployError(f"Pruning spec {name} must be finite numbers, got {list(values)}: fix {SPEC_FILE}.")
+        if not isinstance(values, (list, tuple)) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+            raise LtpDeployError(f"Pruning spec {name} must be a list of finite numbers, one per layer, got "
+                                 f"{values!r}: fix {SPEC_FILE}.")
+        if self.mode == "absolute_threshold" and any(v < 0 for v in values):
+            raise LtpDeployError(
+                f"Pruning spec thresholds must be 0 or more, got {list(values)}: a negative threshold prunes like "
+                f"LTP's floor {SCORE_FLOOR:g}, so write {SCORE_FLOOR:g} (or 0 to keep every token) instead."
+            )
         if self.mode == "topk" and any(not 0.0 < v <= 1.0 for v in values):
             raise LtpDeployError(
                 f"Top-k keep rates must lie in (0, 1], got {list(values)}: give each layer's kept fraction of the "
                 "unpadded length, e.g. 0.5."
             )
-        if self.n_ref <= 0:
+        if isinstance(self.n_ref, bool) or not isinstance(self.n_ref, int) or self.n_ref <= 0:
             raise LtpDeployError(
                 f"Pruning spec n_ref must be a positive length, got {self.n_ref}: use the padded training length (128)."
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ltp_deploy.atomic import write_json
+from ltp_deploy.outputs import check_outputs, write_json
 from ltp_deploy.calibration.evaluate import EncodedData, Evaluation, evaluate
 from ltp_deploy.calibration.families import family
 from ltp_deploy.calibration.search import Evaluator, strength_for, upper_strength
@@ -48,6 +48,7 @@ class SweepSettings:
     max_eval_examples: int | None = None
     max_length: int = 128
     n_ref: int = 128
+    overwrite: bool = False  # replace existing outputs that ltp-deploy did not write
 
     def validate(self) -> None:
         get_task(self.task)
@@ -63,6 +64,12 @@ class SweepSettings:
             raise LtpDeployError(f"--max-eval-examples must be at least 1, got {self.max_eval_examples}.")
         if self.plot_out is not None and Path(self.plot_out).suffix.lower() != ".png":
             raise LtpDeployError(f"Plot file {self.plot_out} must end in .png: name it, for example, sweep.png.")
+        check_outputs([(self.json_out, "report", "--json"), (self.plot_out, "plot", "--plot")],
+                      **self.output_rules)
+
+    @property
+    def output_rules(self) -> dict:
+        return {"inputs": (self.checkpoint, self.data), "overwrite": self.overwrite}
 
 
 def sweep(settings: SweepSettings) -> dict:
@@ -103,6 +110,7 @@ def sweep(settings: SweepSettings) -> dict:
     if ckpt.spec is not None:
         points.append(_point("checkpoint", None, None, ckpt.spec, evaluate(ckpt.model, dev), dense))
     report = {
+        "kind": "ltp-deploy-sweep",
         "version": SWEEP_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(Path(settings.checkpoint).resolve()), "task": task.name, "mode": settings.mode,
@@ -111,8 +119,8 @@ def sweep(settings: SweepSettings) -> dict:
         "points": points, "versions": library_versions(),
     }
     if settings.plot_out is not None:
-        plot_sweep(report, settings.plot_out)
-    write_json(settings.json_out, report)
+        plot_sweep(report, settings.plot_out, **settings.output_rules)
+    write_json(settings.json_out, report, **settings.output_rules)
     return report
 
 
@@ -123,7 +131,7 @@ def _point(kind: str, parameter: str | None, value: float | None, spec, ev: Eval
             "flops_reduction": ev.flops_reduction, "mean_kept_per_layer": ev.mean_kept}
 
 
-def plot_sweep(report: dict, path: str | Path) -> Path:
+def plot_sweep(report: dict, path: str | Path, **rules) -> Path:
     """Dev metric (x100) against FLOPs reduction: the family as a line, dense and the checkpoint's spec marked.
 
     Written to a temporary sibling, then renamed (matplotlib Agg backend, no display needed).
@@ -151,4 +159,4 @@ def plot_sweep(report: dict, path: str | Path) -> Path:
            title=f"{Path(report['checkpoint']).name} on {report['task']} ({report['examples']} examples)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return save_figure(fig, path, **rules)

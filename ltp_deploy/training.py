@@ -42,6 +42,7 @@ from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.flops import flops_reduction
 from ltp_deploy.model import PrunedClassifier, token_scores
+from ltp_deploy.outputs import check_output
 from ltp_deploy.progress import progress_bar
 from ltp_deploy.spec import PruningSpec
 
@@ -115,6 +116,7 @@ class TrainSettings:
     # (KL divergence of the softmax; squared error for regression). The teacher is the model as it was before
     # stage 1, in eval mode. 0 trains on the labels alone, as LTP does.
     distill: float = 0.5
+    overwrite: bool = False  # replace existing outputs that ltp-deploy did not write
 
     def validate(self) -> None:
         """Check every option up front, before any data is read or any work starts."""
@@ -153,11 +155,19 @@ class TrainSettings:
             raise LtpDeployError(f"--distill must be a weight in [0, 1], got {self.distill}: 0 turns it off.")
         if not 0 <= self.warmup < 1:
             raise LtpDeployError(f"--warmup must be a fraction in [0, 1), got {self.warmup}: 0.06 is usual.")
-        out, dense_out = Path(self.output).resolve(), Path(self.dense_path).resolve()
-        if out == Path(self.model).resolve() or dense_out == Path(self.model).resolve():
-            raise LtpDeployError(f"Output {self.output} would overwrite the input model: choose another -o folder.")
-        if out == dense_out:
-            raise LtpDeployError("--dense-output and -o name the same folder: give the dense model its own folder.")
+        check_output(self.output, "checkpoint", **self.output_rules)
+        if self.dense_output is not None:  # asked for by name: checked now, even if stage 0 may not run
+            self.check_dense_output()
+
+    @property
+    def output_rules(self) -> dict:
+        """What the outputs may not touch (``outputs.check_output``)."""
+        return {"inputs": (self.model, self.train_data, self.dev_data), "overwrite": self.overwrite}
+
+    def check_dense_output(self) -> None:
+        """The stage-0 folder, checked once it is known that stage 0 runs: it may not overlap -o either."""
+        check_output(self.dense_path, "checkpoint", inputs=(*self.output_rules["inputs"], self.output),
+                     overwrite=self.overwrite, option="--dense-output")
 
     @property
     def dense_path(self) -> Path:
@@ -488,6 +498,8 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     if settings.max_eval_examples is not None:
         dev_ex = dev_ex.take(settings.max_eval_examples)
     ckpt = load_checkpoint(settings.model, dense=True)
+    if ckpt.head_initialized:
+        settings.check_dense_output()
     model, hf_config = _task_model(ckpt, train_ex)
     tokenizer = ckpt.tokenizer()
     regression = train_ex.is_regression
@@ -511,7 +523,8 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
         dense_output = settings.dense_path
         meta = {**base_meta, "kind": "dense", "created": _now(), "dev": dense_eval.to_dict(),
                 "stages": [_stage_dict(s) for s in stages]}
-        save_checkpoint(model, dense_output, hf_config, tokenizer=tokenizer, metadata=meta)
+        save_checkpoint(model, dense_output, hf_config, tokenizer=tokenizer, metadata=meta,
+                        inputs=(*settings.output_rules["inputs"], settings.output), overwrite=settings.overwrite)
 
     # Stage 1 trains the dense model's weights in place (the dense checkpoint is already written).
     teacher = None
@@ -549,7 +562,8 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
         "stages": [_stage_dict(s) for s in stages],
         "train_seconds": time.perf_counter() - started,
     }
-    out = save_checkpoint(pruned.eval(), settings.output, hf_config, tokenizer=tokenizer, metadata=metadata)
+    out = save_checkpoint(pruned.eval(), settings.output, hf_config, tokenizer=tokenizer, metadata=metadata,
+                          **settings.output_rules)
     return TrainReport(dense_eval, soft_eval, final_eval, spec, stages, out, dense_output, metadata)
 
 

@@ -10,6 +10,7 @@ the tests check the gates against the figures the run measured and against an in
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from ltp_deploy.artifact import METADATA_FILE
 from ltp_deploy.check import CHECK_SCHEMA, GITHUB_ACTIONS_EXAMPLE, SCHEMA_VERSION
 from ltp_deploy.cli import main
 from ltp_deploy.data import encode
@@ -101,7 +103,14 @@ def exports(trained, tmp_path_factory) -> dict[str, Path]:
         other.model.classifier.bias.zero_()
     other_ckpt = save_checkpoint(other.model, out / "other-ckpt", other.hf_config, tokenizer=other.tokenizer())
     export_onnx(load_checkpoint(other_ckpt), out / "other")
-    return {"good": out / "good", "altered": out / "altered", "other": out / "other"}
+    # Graphs that do not do what their metadata says (a broken exporter or runtime, which check exists to catch):
+    # the altered and other graphs under the good export's metadata, which names the trained checkpoint's weights
+    # and spec, so that check cannot refuse them up front and must find them out by running them.
+    for name in ("altered", "other"):
+        shutil.copytree(out / name, out / f"{name}-claims-good")
+        shutil.copyfile(out / "good" / METADATA_FILE, out / f"{name}-claims-good" / METADATA_FILE)
+    return {"good": out / "good", "altered": out / "altered-claims-good", "other": out / "other-claims-good",
+            "altered-honest": out / "altered", "other-honest": out / "other"}
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +247,7 @@ def test_good_export_passes_with_reference(good_report, exports, glue):
 
 
 def read_config(export: Path) -> dict:
-    from ltp_deploy.exporters.artifact import read_metadata
+    from ltp_deploy.artifact import read_metadata
 
     return read_metadata(export)["config"]
 
@@ -397,9 +406,12 @@ def test_regression_task_and_an_unmeasurable_decision_gate(minilm_dir, glue, tmp
     (["{good}", "--task", "sst2", "--metric", "pearson"], "pass --metric accuracy"),
     (["{good}", "--task", "sst2", "--reference", "{good}"], "is an export folder, not a checkpoint"),
     (["{good}", "--task", "sst2", "--backend", "torch"], "cannot run an exported graph"),
+    (["{other_honest}", "--task", "sst2", "--reference", "{trained}"], "holds other weights than"),
+    (["{altered_honest}", "--task", "sst2", "--reference", "{trained}"], "was exported with the spec absolute_thr"),
+    (["{good}", "--task", "sst2", "--min-metric", "90"], "outside the range of accuracy [0, 1]"),
 ])
 def test_bad_input_exits_2_with_one_line(exports, trained, tmp_path, monkeypatch, capsys, args, message):
-    names = {"good": exports["good"], "trained": trained, "missing": tmp_path / "missing"}
+    names = {**{k.replace("-", "_"): v for k, v in exports.items()}, "trained": trained, "missing": tmp_path / "missing"}
     report_file = tmp_path / "check.json"
     code, out, err = cli(monkeypatch, capsys, "check", *[a.format(**names) for a in args], "--json", report_file)
     assert code == 2, (out, err)

@@ -10,7 +10,7 @@ import torch
 
 from ltp_deploy.checkpoint import load_checkpoint
 from ltp_deploy.data import batches, encode, load_glue
-from ltp_deploy.exporters.artifact import METADATA_FILE, read_metadata
+from ltp_deploy.artifact import METADATA_FILE, read_metadata
 from ltp_deploy.exporters.onnx import ExportValidationError, export_onnx
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.spec import PruningSpec

@@ -11,7 +11,7 @@ import pytest
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters import openvino as ov_export
-from ltp_deploy.exporters.artifact import METADATA_FILE, read_metadata
+from ltp_deploy.artifact import METADATA_FILE, read_metadata
 from ltp_deploy.exporters.onnx import ExportValidationError
 from ltp_deploy.exporters.validate import CaseResult, ValidationReport
 from ltp_deploy.runtimes import open_runtime

@@ -17,7 +17,7 @@ import torch
 from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
 from ltp_deploy.data import Examples, encode
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.exporters.artifact import read_metadata
+from ltp_deploy.artifact import read_metadata
 from ltp_deploy.exporters.onnx import export_onnx
 from ltp_deploy.exporters.openvino import export_openvino
 from ltp_deploy.exporters.validate import BUILTIN_SENTENCES

@@ -22,6 +22,7 @@ from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
 from ltp_deploy.data import get_task, load_examples
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.outputs import check_output
 from ltp_deploy.spec import MODES
 
 
@@ -41,6 +42,12 @@ class CalibrateSettings:
     n_ref: int = 128
     seed: int = 0
     tolerance: float = TOLERANCE
+    overwrite: bool = False  # replace an existing output that ltp-deploy did not write
+
+    @property
+    def output_rules(self) -> dict:
+        """What the output may not touch (``outputs.check_output``)."""
+        return {"inputs": (self.checkpoint, self.calibration_data, self.dev_data), "overwrite": self.overwrite}
 
     def validate(self) -> None:
         get_task(self.task)
@@ -54,8 +61,7 @@ class CalibrateSettings:
             raise LtpDeployError(f"--max-eval-examples must be at least 1, got {self.max_eval_examples}.")
         if self.max_length < 2 or self.n_ref < 1:
             raise LtpDeployError("--max-length must be at least 2 and --n-ref at least 1: fix the option.")
-        if Path(self.output).resolve() == Path(self.checkpoint).resolve():
-            raise LtpDeployError(f"-o {self.output} is the input checkpoint: write the calibrated one elsewhere.")
+        check_output(self.output, "checkpoint", **self.output_rules)
 
 
 @dataclass
@@ -114,5 +120,6 @@ def calibrate(settings: CalibrateSettings) -> CalibrationReport:
         "metric_drop_points": 100.0 * (dense_dev.value - dev_eval.value),
         "versions": library_versions(),
     }
-    out = save_checkpoint(pruned.eval(), settings.output, ckpt.hf_config, tokenizer=tokenizer, metadata=metadata)
+    out = save_checkpoint(pruned.eval(), settings.output, ckpt.hf_config, tokenizer=tokenizer, metadata=metadata,
+                          **settings.output_rules)
     return CalibrationReport(result, dev_eval, dense_dev, out, metadata)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ltp_deploy.commands.options import Data, Task, TextColumn, TextPairColumn, column
+from ltp_deploy.commands.options import Data, Overwrite, Task, TextColumn, TextPairColumn, column
 
 HELP = ("Time an exported model on real sentences at their real lengths (default: SST-2 dev from GLUE_DIR): "
         "latency percentiles, throughput, kept tokens and FLOPs per batch size; with --compare, an interleaved "
@@ -52,8 +52,10 @@ def bench(
         "--max-examples", help="Use only the first N examples (synthetic: N random sequences, default 256).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report (JSON) here.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a latency plot (PNG) here.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.bench import BenchSettings, run_bench, summary_lines
+    from ltp_deploy.outputs import check_outputs, write_json
     from ltp_deploy.progress import interactive
 
     settings = BenchSettings(
@@ -66,15 +68,15 @@ def bench(
         from ltp_deploy.errors import LtpDeployError
 
         raise LtpDeployError(f"Plot file {plot} must end in .png: name it, for example, bench.png.")
+    rules = {"inputs": (model, compare, data), "overwrite": overwrite}
+    check_outputs([(json_out, "report", "--json"), (plot, "plot", "--plot")], **rules)
     report = run_bench(settings)
     if json_out is not None:
-        from ltp_deploy.atomic import write_json
-
-        write_json(json_out, report)
+        write_json(json_out, report, **rules)
     if plot is not None:
         from ltp_deploy.plots import plot_latency
 
-        plot_latency(report, plot)
+        plot_latency(report, plot, **rules)
     if interactive():
         _print_table(report)
     else:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ltp_deploy.commands.options import Output, Task
+from ltp_deploy.commands.options import Output, Overwrite, Task
 
 HELP = ("Prune a fine-tuned checkpoint without training: search a one-parameter family of per-layer thresholds "
         "(thr_l = a * l / L) or LTP top-k keep rates on a slice of the training data (never dev) for a FLOPs "
@@ -49,6 +49,7 @@ def calibrate(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 128,
     n_ref: Annotated[int, typer.Option("--n-ref", help="Score normaliser of the threshold spec (LTP: 128).")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration slice.")] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.calibration.calibrate import CalibrateSettings
     from ltp_deploy.calibration.calibrate import calibrate as run_calibrate
@@ -60,7 +61,7 @@ def calibrate(
         checkpoint=checkpoint, task=task, output=output, target_flops_reduction=target_flops_reduction,
         max_metric_drop=max_metric_drop, mode=Mode(mode).value, calibration_examples=calibration_examples,
         calibration_data=calibration_data, dev_data=dev_data, max_eval_examples=max_eval_examples,
-        max_length=max_length, n_ref=n_ref, seed=seed))
+        max_length=max_length, n_ref=n_ref, seed=seed, overwrite=overwrite))
     print(summary(report))
 
 

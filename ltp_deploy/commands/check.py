@@ -16,6 +16,7 @@ from ltp_deploy.commands.options import (
     LabelColumn,
     Task,
     TextColumn,
+    Overwrite,
     TextPairColumn,
     column,
 )
@@ -71,6 +72,7 @@ def check(
         "--max-length", help="Truncation length (default: the graph's maximum, capped at 128).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report (JSON) here.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.check import (
         CheckSettings,
@@ -79,6 +81,7 @@ def check(
         summary_lines,
         write_junit,
     )
+    from ltp_deploy.outputs import check_outputs, write_json
     from ltp_deploy.progress import interactive
 
     settings = CheckSettings(
@@ -88,13 +91,13 @@ def check(
         device=device, backend=backend, precision=Precision(precision).value, batch_size=batch_size,
         max_examples=max_examples, max_length=max_length,
     )
+    rules = {"inputs": (model, reference, data), "overwrite": overwrite}
+    check_outputs([(json_out, "report", "--json"), (junit, "junit", "--junit")], **rules)
     report = run_check(settings)
     if json_out is not None:
-        from ltp_deploy.atomic import write_json
-
-        write_json(json_out, report)
+        write_json(json_out, report, **rules)
     if junit is not None:
-        write_junit(junit, report)
+        write_junit(junit, report, **rules)
     if interactive():
         _print_table(report)
     else:

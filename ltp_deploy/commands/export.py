@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ltp_deploy.commands.options import Data, Output, Task, TextColumn, TextPairColumn, column
+from ltp_deploy.commands.options import Data, Output, Overwrite, Task, TextColumn, TextPairColumn, column
 
 HELP = "Export a checkpoint to ONNX (or OpenVINO IR) with token dropping, validated against torch."
 EXAMPLES = """\b
@@ -56,10 +56,12 @@ def export(
         "--atol", help="Largest allowed |logit difference| against torch (default 1e-4; 1e-2 for fp16).")] = None,
     opset: Annotated[Optional[int], typer.Option(
         "--opset", help="ONNX opset (default: the exporter's); --target onnx only.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.checkpoint import load_checkpoint
     from ltp_deploy.data import load_examples
     from ltp_deploy.errors import LtpDeployError
+    from ltp_deploy.outputs import check_output
     from ltp_deploy.spec import PruningSpec
 
     target, precision = Target(target).value, Precision(precision).value
@@ -70,6 +72,8 @@ def export(
         raise LtpDeployError("--opset applies to --target onnx only: drop --opset for openvino.")
     if spec is not None and dense:
         raise LtpDeployError("--spec and --dense contradict each other: drop one of them.")
+    rules = {"inputs": (checkpoint, spec, data), "overwrite": overwrite}
+    check_output(output, "export", **rules)
     ckpt = load_checkpoint(checkpoint, spec=PruningSpec.read(spec) if spec else None, dense=dense)
     examples = None
     if data or task:
@@ -79,12 +83,13 @@ def export(
         from ltp_deploy.exporters.openvino import export_openvino
 
         result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision,
-                                 single_sequence=single_sequence)
+                                 single_sequence=single_sequence, **rules)
     else:
         from ltp_deploy.exporters.onnx import export_onnx
 
         result = export_onnx(ckpt, output, dense=dense, examples=examples,
-                             atol=1e-4 if atol is None else atol, opset=opset, single_sequence=single_sequence)
+                             atol=1e-4 if atol is None else atol, opset=opset, single_sequence=single_sequence,
+                             **rules)
     print(summary(result.graph, result.metadata), file=sys.stdout)
 
 

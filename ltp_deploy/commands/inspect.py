@@ -36,48 +36,59 @@ def inspect(
 
 def describe(path: Path) -> dict:
     """A flat dict describing a checkpoint or an export (used by ``inspect`` and its tests)."""
+    from ltp_deploy.artifact import is_export, open_artifact
     from ltp_deploy.checkpoint import CONFIG_FILE, load_checkpoint
     from ltp_deploy.errors import LtpDeployError
-    from ltp_deploy.exporters.artifact import METADATA_FILE, artifact_folder, read_metadata
 
     if not path.exists():
         raise LtpDeployError(f"{path} does not exist: pass a checkpoint folder, an export folder or a graph file.")
-    if path.is_dir() and (path / CONFIG_FILE).is_file() and not (path / METADATA_FILE).is_file():
+    if path.is_dir() and (path / CONFIG_FILE).is_file() and not is_export(path):
         return load_checkpoint(path).describe()
-    meta = read_metadata(path)
-    graph = artifact_folder(path) / meta["graph"]
-    spec = meta.get("spec") or {}
+    art = open_artifact(path)
+    meta, spec = art.metadata, art.spec
     return {
-        "path": str(graph),
-        "kind": f"exported graph ({meta['target']})",
-        "architecture": meta["config"]["arch"],
-        "layers": meta["config"]["num_layers"],
-        "pruning": meta["pruning"],
-        "thresholds": spec.get("thresholds"),
-        "keep_rates": spec.get("keep_rates"),
-        "n_ref": spec.get("n_ref"),
+        "path": str(art.graph),
+        "kind": f"exported graph ({meta.get('target', art.graph.suffix.lstrip('.'))})",
+        "architecture": art.config.arch,
+        "layers": art.config.num_layers,
+        "pruning": art.pruning,
+        "thresholds": list(spec.thresholds) if spec and spec.thresholds else None,
+        "keep_rates": list(spec.keep_rates) if spec and spec.keep_rates else None,
+        "n_ref": spec.n_ref if spec else None,
         "opset": meta.get("opset"),
         "precision": meta.get("precision"),
-        "single_sequence": meta.get("single_sequence", False),
-        "graph_io": _graph_io(graph),
-        "source": meta["source"],
-        "validation": {k: meta["validation"][k] for k in ("runtime", "passed", "max_abs_diff", "atol")},
-        "versions": meta["versions"],
+        "single_sequence": art.single_sequence,
+        "graph_io": _graph_io(art.graph),
+        "source": meta.get("source"),
+        "validation": {k: (meta.get("validation") or {}).get(k) for k in ("runtime", "passed", "max_abs_diff", "atol")},
+        "versions": meta.get("versions"),
     }
 
 
 def _graph_io(graph: Path) -> dict:
     """Inputs and outputs with their (symbolic) shapes, read from the graph file itself."""
-    if graph.suffix == ".onnx":
-        import onnx
+    from ltp_deploy.errors import LtpDeployError
 
-        model = onnx.load(str(graph), load_external_data=False)
+    try:
+        return _onnx_io(graph) if graph.suffix == ".onnx" else _openvino_io(graph)
+    except Exception as e:  # noqa: BLE001 - a damaged graph fails in the parser's own ways
+        raise LtpDeployError(f"{graph} cannot be read as a {graph.suffix} graph ({type(e).__name__}): the file is "
+                             "damaged or truncated; re-export it with `ltp-deploy export`.") from None
 
-        def shape(v):
-            return [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
 
-        return {"inputs": {i.name: shape(i) for i in model.graph.input},
-                "outputs": {o.name: shape(o) for o in model.graph.output}}
+def _onnx_io(graph: Path) -> dict:
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+
+    def shape(v):
+        return [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+
+    return {"inputs": {i.name: shape(i) for i in model.graph.input},
+            "outputs": {o.name: shape(o) for o in model.graph.output}}
+
+
+def _openvino_io(graph: Path) -> dict:
     import openvino as ov
 
     model = ov.Core().read_model(str(graph))

@@ -15,7 +15,11 @@ TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column
 TextPairColumn = Annotated[Optional[str], typer.Option(
     "--text-pair-column", help="Column holding the second text of a pair.")]
 LabelColumn = Annotated[Optional[str], typer.Option("--label-column", help="Column holding the label.")]
-Output = Annotated[Path, typer.Option("--output", "-o", help="Output folder (replaced only on success).")]
+Output = Annotated[Path, typer.Option(
+    "--output", "-o", help="Output folder: written only on success; an existing one is replaced only when "
+                           "ltp-deploy wrote it (or with --overwrite); never an input or the current directory.")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace existing outputs even when ltp-deploy did not write them.")]
 
 
 def column(value: str | None):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ltp_deploy.commands.calibrate import Mode
-from ltp_deploy.commands.options import Task
+from ltp_deploy.commands.options import Overwrite, Task
 
 HELP = ("Dev metric against FLOPs reduction over a family of pruning settings (dense point included) for one "
         "checkpoint's weights, as JSON and a PNG plot.")
@@ -36,6 +36,7 @@ def sweep(
         "--max-eval-examples", help="Use the first N examples (default: all).")] = None,
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 128,
     n_ref: Annotated[int, typer.Option("--n-ref", help="Score normaliser of the threshold specs (LTP: 128).")] = 128,
+    overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.errors import LtpDeployError
     from ltp_deploy.sweep import SweepSettings
@@ -46,7 +47,7 @@ def sweep(
     report = run_sweep(SweepSettings(
         checkpoint=checkpoint, task=task, json_out=json_out, plot_out=plot, mode=Mode(mode).value, points=points,
         max_flops_reduction=max_flops_reduction, min_keep_rate=min_keep_rate, data=data,
-        max_eval_examples=max_eval_examples, max_length=max_length, n_ref=n_ref))
+        max_eval_examples=max_eval_examples, max_length=max_length, n_ref=n_ref, overwrite=overwrite))
     for p in report["points"]:
         setting = "dense" if p["dense"] else (f"{p['parameter']} {p['value']:.4g}" if p["parameter"] else p["kind"])
         print(f"{setting:>32}: {report['metric']} {100 * p['metric']:.2f}, FLOPs reduction {p['flops_reduction']:.2f}x")

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ltp_deploy.commands.options import Output, Task
+from ltp_deploy.commands.options import Output, Overwrite, Task
 
 HELP = ("Make a learned-threshold (LTP) checkpoint on a CPU: fine-tune a classifier when the model has no trained "
         "head (saved as the dense baseline), learn per-layer thresholds with LTP's soft mask, then fine-tune under "
@@ -76,6 +76,7 @@ def train(
     distill: Annotated[float, typer.Option(
         "--distill", help="Stage-2 weight of distillation from the dense model (0: labels only, as LTP).",
         rich_help_panel=_T)] = 0.5,
+    overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.errors import LtpDeployError
     from ltp_deploy.training import TrainSettings
@@ -90,7 +91,7 @@ def train(
         soft_epochs=soft_epochs, soft_steps=soft_steps, soft_lr=soft_lr, threshold_lr=threshold_lr,
         lambda_=lambda_, temperature=temperature, final_token_threshold=final_token_threshold,
         learn_first_layer=learn_first_layer, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
-        hard_lr=hard_lr, distill=distill,
+        hard_lr=hard_lr, distill=distill, overwrite=overwrite,
     )
     report = run_train(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
     dense = f"; dense model {report.dense_output}" if report.dense_output else ""

@@ -19,9 +19,10 @@ import torch
 
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
-from ltp_deploy.exporters.artifact import ExportResult, ExportValidationError, export_validated
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters.steps import ExportResult, ExportValidationError, export_validated
 from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
-from ltp_deploy.runtimes.base import OUTPUT_NAMES
+from ltp_deploy.artifact import OUTPUT_NAMES
 
 GRAPH_FILE = "model.onnx"
 # The dynamo exporter (torch.export) traces with symbolic shapes: a data-dependent value (the survivor count
@@ -56,7 +57,8 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None,
 
 
 def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
-                atol: float = 1e-4, opset: int | None = None, single_sequence: bool = False) -> ExportResult:
+                atol: float = 1e-4, opset: int | None = None, single_sequence: bool = False,
+                overwrite: bool = False, inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.onnx`` with its tokenizer and metadata, validated in ONNX Runtime.
 
     Args:
@@ -68,18 +70,36 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
         opset: ONNX opset (default: the exporter's).
         single_sequence: export the batch-1 form (``SingleSequenceClassifier``): inputs (1, sequence), no masks
             inside; runtimes call it once per row of a larger batch.
+        overwrite: replace an existing ``out`` that is not an earlier ltp-deploy export (``outputs.check_output``).
+        inputs: further paths ``out`` may not overlap (the checkpoint folder always counts).
 
     Raises:
         ExportValidationError: validation failed; ``out`` is left as it was.
+        LtpDeployError: ``out`` would destroy something (it overlaps an input, or exists and is not an export).
     """
     from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
+
+    _check_opset(opset)
 
     def write_graph(model: PrunedClassifier, folder: Path) -> dict:
         return {"opset": torch_to_onnx(model, folder / GRAPH_FILE, opset, single_sequence), "exporter": EXPORTER,
                 "single_sequence": single_sequence}
 
     return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
-                            open_for_validation=OnnxRuntimeCPU, dense=dense, examples=examples, atol=atol)
+                            open_for_validation=OnnxRuntimeCPU, dense=dense, examples=examples, atol=atol,
+                            overwrite=overwrite, inputs=inputs)
+
+
+MIN_OPSET = 18  # the dynamo exporter's oldest
+
+
+def _check_opset(opset: int | None) -> None:
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise LtpDeployError(f"--opset {opset} is not one the exporter writes: use {MIN_OPSET} to {newest}, or leave "
+                             "it out for the default.")
 
 
 @contextlib.contextmanager

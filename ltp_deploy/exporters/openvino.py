@@ -30,7 +30,7 @@ from pathlib import Path
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.exporters.artifact import ExportResult, export_validated
+from ltp_deploy.exporters.steps import ExportResult, export_validated
 from ltp_deploy.exporters.onnx import EXPORTER, torch_to_onnx
 from ltp_deploy.model import PrunedClassifier
 
@@ -47,7 +47,8 @@ def default_atol(precision: str) -> float:
 
 
 def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
-                    atol: float | None = None, precision: str = "fp32", single_sequence: bool = False) -> ExportResult:
+                    atol: float | None = None, precision: str = "fp32", single_sequence: bool = False,
+                    overwrite: bool = False, inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.xml`` (+ ``model.bin``) with its tokenizer and metadata, validated in OpenVINO.
 
     Args:
@@ -58,6 +59,7 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         atol: largest allowed |logit difference| against torch (default: ``default_atol(precision)``).
         precision: stored weights, "fp32" or "fp16" (see the module docstring for the fp16 validation rule).
         single_sequence: export the batch-1 form, as in ``export_onnx``.
+        overwrite, inputs: the output rules, as in ``export_onnx``.
 
     Returns:
         An ``ExportResult``; ``metadata`` holds target "openvino", precision, the intermediate ONNX opset and
@@ -93,7 +95,7 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         open_for_validation=open_for_validation, dense=dense, examples=examples,
         atol=DEFAULT_ATOL[precision] if atol is None else atol, precision=precision,
         tolerate_random_flips=(precision == "fp16"),
-        validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT},
+        validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT}, overwrite=overwrite, inputs=inputs,
     )
 
 

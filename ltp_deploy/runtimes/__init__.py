@@ -102,23 +102,21 @@ def _load(backend, device_type, device_id, graph, threads, precision, hint) -> R
 
 def _resolve(path: Path) -> tuple[str, Path]:
     """(kind, file or folder to load): kind is ".onnx", ".xml" or "checkpoint"."""
+    from ltp_deploy.artifact import GRAPH_SUFFIXES, METADATA_FILE, is_export, open_artifact
     from ltp_deploy.checkpoint import CONFIG_FILE
-    from ltp_deploy.exporters.artifact import METADATA_FILE, read_metadata
 
     if not path.exists():
         raise LtpDeployError(f"{path} does not exist: pass a .onnx or .xml graph, an export folder or a "
                              "checkpoint folder.")
+    if is_export(path):
+        graph = open_artifact(path).graph
+        return graph.suffix, graph
     if path.is_dir():
-        if (path / METADATA_FILE).is_file():
-            path = path / read_metadata(path)["graph"]
-            if not path.is_file():
-                raise LtpDeployError(f"{path} named by {METADATA_FILE} is missing: re-export the folder.")
-        elif (path / CONFIG_FILE).is_file():
+        if (path / CONFIG_FILE).is_file():
             return "checkpoint", path
-        else:
-            raise LtpDeployError(f"{path} holds neither {METADATA_FILE} nor {CONFIG_FILE}: pass an export folder, "
-                                 "a checkpoint folder, or a .onnx/.xml file.")
-    if path.suffix not in (".onnx", ".xml"):
+        raise LtpDeployError(f"{path} holds neither {METADATA_FILE} nor {CONFIG_FILE}: pass an export folder, "
+                             "a checkpoint folder, or a .onnx/.xml file.")
+    if path.suffix not in GRAPH_SUFFIXES:
         raise LtpDeployError(f"{path} is not a model file: pass a .onnx or .xml graph, an export folder or a "
                              "checkpoint folder.")
     return path.suffix, path

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.runtimes.base import OUTPUT_NAMES, LoadTimer, Runtime
+from ltp_deploy.artifact import OUTPUT_NAMES
+from ltp_deploy.runtimes.base import LoadTimer, Runtime, graph_limits
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _OUTPUT_DTYPES = {"logits": np.float32, "kept_counts": np.int64}
@@ -35,6 +36,7 @@ class OnnxRuntimeCPU(Runtime):
             self.session = _session(path, threads, ["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
+        self.limits = graph_limits(path)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         logits, kept = self.session.run(list(OUTPUT_NAMES), feed)
@@ -82,6 +84,7 @@ class OnnxRuntimeCUDA(Runtime):
             )
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
+        self.limits = graph_limits(path)
         self._binder = IOBinder(self.session, "cuda", device_id)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.runtimes.base import OUTPUT_NAMES, LoadTimer, Runtime
+from ltp_deploy.artifact import OUTPUT_NAMES
+from ltp_deploy.runtimes.base import LoadTimer, Runtime, graph_limits
 
 HINTS = ("latency", "throughput")
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO element type
@@ -69,6 +70,7 @@ class OpenVINOCPU(Runtime):
         self.weights = "fp16" if stores_fp16_weights(model) else "fp32"
         self.hint = hint
         self.input_names = tuple(p.get_any_name() for p in self.compiled.inputs)
+        self.limits = graph_limits(path)
         batch_axis = self.compiled.inputs[0].get_partial_shape()[0]
         self.single_sequence = batch_axis.is_static and batch_axis.get_length() == 1
         names = {name for p in self.compiled.outputs for name in p.get_names()}

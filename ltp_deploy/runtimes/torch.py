@@ -18,7 +18,7 @@ import torch
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import PrunedClassifier
-from ltp_deploy.runtimes.base import LoadTimer, Runtime
+from ltp_deploy.runtimes.base import InputLimits, LoadTimer, Runtime
 
 
 class TorchRuntime(Runtime):
@@ -52,6 +52,7 @@ class TorchRuntime(Runtime):
         self.name = f"torch-{device.split(':')[0]}"
         base = ("input_ids", "attention_mask")
         self.input_names = base + ("token_type_ids",) if model.config.uses_token_type_ids else base
+        self.limits = InputLimits.of(model.config)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         tensors = [torch.from_numpy(a).to(self.device) for a in feed.values()]

@@ -1,29 +1,26 @@
-"""The exported artifact folder: graph file(s), tokenizer files and one metadata JSON, and the export steps
-every target shares (``export_validated``).
+"""The export steps every target shares (``export_validated``) and the metadata every exporter writes.
 
-Every exporter writes the same metadata (``ltp_deploy_export.json``) so that ``inspect``, ``bench`` and
-``check`` read any target the same way.
+Every exporter writes the same metadata (``ltp_deploy_export.json``) so that ``ltp_deploy.artifact`` opens any
+target the same way for ``inspect``, ``bench``, ``check`` and the runtimes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from ltp_deploy.atomic import atomic_dir, write_json
-from ltp_deploy.checkpoint import Checkpoint
+from ltp_deploy.artifact import METADATA_FILE, OUTPUT_NAMES
+from ltp_deploy.outputs import atomic_dir, check_output, write_json
+from ltp_deploy.checkpoint import Checkpoint, save_tokenizer
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.progress import progress_bar
-from ltp_deploy.runtimes.base import OUTPUT_NAMES
 from ltp_deploy.spec import PruningSpec
 
-METADATA_FILE = "ltp_deploy_export.json"
 FORMAT_VERSION = 1
 
 
@@ -38,30 +35,11 @@ def export_metadata(ckpt: Checkpoint, spec: PruningSpec | None, target: str, gra
                    "head": "untrained (encoder-only checkpoint)" if ckpt.head_initialized else "trained"},
         "config": asdict(ckpt.config),
         "spec": spec.to_dict() if spec else None,
+        "weights_sha256": ckpt.model.weights_fingerprint(),
         "pruning": spec.mode if spec else "dense",
         "versions": library_versions(),
         **extra,
     }
-
-
-def artifact_folder(path: str | Path) -> Path:
-    """The export folder for a graph file or folder path."""
-    path = Path(path)
-    return path if path.is_dir() else path.parent
-
-
-def read_metadata(path: str | Path) -> dict:
-    """The metadata of an exported graph (``path`` is the folder or a graph file inside it)."""
-    file = artifact_folder(path) / METADATA_FILE
-    if not file.is_file():
-        raise LtpDeployError(
-            f"{file} not found: {path} was not exported by ltp-deploy; export it with `ltp-deploy export`."
-        )
-    return json.loads(file.read_text())
-
-
-def spec_of(metadata: dict) -> PruningSpec | None:
-    return PruningSpec.from_dict(metadata["spec"]) if metadata.get("spec") else None
 
 
 @dataclass
@@ -78,7 +56,8 @@ class ExportValidationError(LtpDeployError):
 def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_file: str,
                      write_graph: Callable[[PrunedClassifier, Path], dict], open_for_validation: Callable,
                      dense: bool = False, examples=None, atol: float = 1e-4, precision: str = "fp32",
-                     tolerate_random_flips: bool = False, validation_notes: dict | None = None) -> ExportResult:
+                     tolerate_random_flips: bool = False, validation_notes: dict | None = None,
+                     overwrite: bool = False, inputs=()) -> ExportResult:
     """The steps every target shares: write the graph into a temporary folder, save the tokenizer, validate the
     graph in its runtime against the torch model, compare with LTP's masked rule, write the metadata, and only
     then move the folder to ``out``.
@@ -87,6 +66,7 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
         write_graph: ``(model, folder) -> dict`` writes ``folder/graph_file``; returns metadata (opset, exporter).
         open_for_validation: ``path -> Runtime`` that runs the graph with f32 arithmetic.
         validation_notes: recorded beside the validation results (e.g. the precision hint used).
+        overwrite, inputs: the output rules (``outputs.check_output``); ``ckpt.path`` is always an input.
         (the rest as in ``export_onnx``)
 
     Raises:
@@ -96,11 +76,13 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
 
     if not (math.isfinite(atol) and atol >= 0):
         raise LtpDeployError(f"atol must be a finite number >= 0, got {atol}: e.g. --atol 1e-4.")
+    rules = {"inputs": (ckpt.path, *inputs), "overwrite": overwrite}
+    check_output(out, "export", **rules)
     model = ckpt.model.with_spec(None) if dense else ckpt.model
     tokenizer = ckpt.tokenizer()
-    with progress_bar(total=3, description=f"export {target}") as advance, atomic_dir(out) as tmp:
+    with progress_bar(total=3, description=f"export {target}") as advance, atomic_dir(out, "export", **rules) as tmp:
         graph_meta = write_graph(model, tmp)
-        tokenizer.save_pretrained(str(tmp))
+        save_tokenizer(tokenizer, tmp)
         advance(description=f"validate {target}")
         runtime = open_for_validation(tmp / graph_file)
         report = validate(runtime, model, validation_cases(tokenizer, model, examples), atol, tolerate_random_flips)

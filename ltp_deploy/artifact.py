@@ -1,0 +1,133 @@
+"""What an exported artifact holds, opened in one place: the graph file, its ``EncoderConfig``, pruning spec,
+metadata and output names.
+
+An export folder holds one graph (``model.onnx``, or ``model.xml`` + ``model.bin``), the tokenizer files and
+``ltp_deploy_export.json``; a graph file inside such a folder opens the same artifact. Runtimes, ``bench``,
+``check`` and ``inspect`` all go through ``open_artifact``, so a broken folder fails the same way everywhere.
+
+Example::
+
+    art = open_artifact("out/sst2-onnx")          # or "out/sst2-onnx/model.onnx"
+    art.graph, art.config.num_layers, art.spec, art.metadata["validation"]["max_abs_diff"]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.model import EncoderConfig
+from ltp_deploy.outputs import FOLDER_MARKERS
+from ltp_deploy.spec import PruningSpec
+
+METADATA_FILE = FOLDER_MARKERS["export"]
+GRAPH_SUFFIXES = (".onnx", ".xml")
+OUTPUT_NAMES = ("logits", "kept_counts")  # every exported graph names its outputs so
+_REQUIRED = ("graph", "config")
+
+
+def artifact_folder(path: str | Path) -> Path:
+    """The export folder for a graph file or folder path."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent
+
+
+def is_export(path: str | Path) -> bool:
+    """Whether ``path`` is an export folder or a file inside one (it holds ``ltp_deploy_export.json``)."""
+    return (artifact_folder(path) / METADATA_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """An opened export: every field is checked when it is opened."""
+
+    folder: Path
+    graph: Path  # the graph file: the one given, or the one the metadata names
+    metadata: dict  # the parsed ltp_deploy_export.json
+    config: EncoderConfig
+    spec: PruningSpec | None  # None: a dense export
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(self.metadata.get("outputs") or OUTPUT_NAMES)
+
+    @property
+    def pruning(self) -> str:
+        return self.spec.mode if self.spec else "dense"
+
+    @property
+    def single_sequence(self) -> bool:
+        return bool(self.metadata.get("single_sequence", False))
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The parsed metadata of an export folder (or of the folder of a graph file inside it).
+
+    Raises:
+        LtpDeployError: no metadata file, or one that is not a JSON object.
+    """
+    path = Path(path)
+    file = artifact_folder(path) / METADATA_FILE
+    if not file.is_file():
+        raise LtpDeployError(
+            f"{file} not found: {path} was not exported by ltp-deploy; export it with `ltp-deploy export`."
+        )
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise LtpDeployError(f"{file} is not readable JSON ({type(e).__name__}): the export is damaged; "
+                             "re-export it with `ltp-deploy export`.") from None
+    if not isinstance(data, dict):
+        raise LtpDeployError(f"{file} does not hold a JSON object: the export is damaged; re-export it.")
+    return data
+
+
+def open_artifact(path: str | Path) -> Artifact:
+    """Open an export folder, or a graph file inside one, and check what its metadata says.
+
+    Raises:
+        LtpDeployError: a missing path, a folder that is no export, damaged metadata (missing keys, a config
+            or spec that does not parse), or a graph file that is missing or not a graph.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LtpDeployError(f"{path} does not exist: pass an export folder or its .onnx/.xml graph.")
+    if path.is_file() and path.suffix not in GRAPH_SUFFIXES:
+        raise LtpDeployError(f"{path} is not a graph file: pass an export folder or its .onnx/.xml graph.")
+    meta = read_metadata(path)
+    file = artifact_folder(path) / METADATA_FILE
+    missing = [k for k in _REQUIRED if k not in meta]
+    if missing or not isinstance(meta["graph"], str) or not isinstance(meta["config"], dict):
+        raise LtpDeployError(f"{file} lacks a valid {(missing or ['graph/config'])[0]!r} entry: the export is "
+                             "damaged; re-export it with `ltp-deploy export`.")
+    folder = artifact_folder(path)
+    named = folder / meta["graph"]
+    if Path(meta["graph"]).name != meta["graph"] or named.suffix not in GRAPH_SUFFIXES:
+        raise LtpDeployError(f"{file} names {meta['graph']!r} as its graph, which is not a .onnx/.xml file in the "
+                             "folder: the export is damaged; re-export it.")
+    graph = path if path.is_file() else named
+    if not graph.is_file():
+        raise LtpDeployError(f"{graph} named by {METADATA_FILE} is missing: re-export the folder.")
+    config = config_from_metadata(meta["config"], where=str(file))
+    spec = None
+    if meta.get("spec") is not None:
+        spec = PruningSpec.from_dict(meta["spec"], where=f"the spec in {file}")
+        if spec.num_layers != config.num_layers:
+            raise LtpDeployError(f"The spec in {file} has {spec.num_layers} layers but the config has "
+                                 f"{config.num_layers}: the export is damaged; re-export it.")
+    return Artifact(folder, graph, meta, config, spec)
+
+
+def config_from_metadata(d: dict, where: str = "the export metadata") -> EncoderConfig:
+    """The ``EncoderConfig`` an export recorded (``dataclasses.asdict`` of it), checked field by field."""
+    known = {f.name for f in fields(EncoderConfig)}
+    kw = {k: v for k, v in d.items() if k in known}
+    if kw.get("id2label") is not None:
+        kw["id2label"] = tuple(kw["id2label"])
+    try:
+        return EncoderConfig(**kw)
+    except TypeError as e:
+        raise LtpDeployError(f"The config in {where} is incomplete ({e}): the export is damaged; re-export it.") \
+            from None
