@@ -9,6 +9,10 @@ ids:
   with the *checkpoint's* pruning spec, in torch on the CPU;
 * the **dense** model: the checkpoint's weights with pruning off (``model.with_spec(None)``).
 
+The reference must be the checkpoint the graph came from: its weights' SHA-256 must equal the ``weights_sha256``
+the export recorded, and its spec the graph's (a graph exported with ``--spec`` or ``--dense`` is refused with
+one sentence), so that the gates never compare the graph with a look-alike.
+
 It then reports every metric of the three, how often graph and reference predict the same class, and how often
 they make the same keep/drop decisions. Decisions are compared through the kept counts per layer (the graph's
 only decision output), on the sequences where the reference kept CLS: that is the one place where the dropping
@@ -51,119 +55,31 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.outputs import JUNIT_SUITE
+from ltp_deploy.check_report import (  # noqa: F401 (the report's schema and rendering, re-exported)
+    CHECK_SCHEMA,
+    GITHUB_ACTIONS_EXAMPLE,
+    difference,
+    failure_lines,
+    fmt,
+    json_float,
+    junit_xml,
+    summary_lines,
+    write_junit,
+)
 
 SCHEMA_VERSION = 1
 KIND = "ltp-deploy-check"
-SUITE_NAME = JUNIT_SUITE  # how outputs.written_by_ltp_deploy recognises our JUnit files
 DEFAULT_MAX_LENGTH = 128  # LTP's GLUE runs use 128; longer inputs are truncated like in training
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_DECISION_MISMATCH = 0.01  # applied whenever a reference is given
 GATES = ("min-metric", "max-drop", "max-decision-mismatch")
 PRECISIONS = ("fp32", "bf16")
-
-# Every field of the JSON report: dotted path -> "type: meaning". "*" stands for any of graph / reference /
-# dense; "[]" marks the items of a list. Types as in ltp_deploy.bench.BENCH_SCHEMA ("|null" where the value may
-# be null; "map": free-form keys documented as a whole). Non-finite numbers (a correlation of constant
-# predictions) are written as null.
-CHECK_SCHEMA: dict[str, str] = {
-    "schema_version": "int: version of this layout (1); fields are only added within a version",
-    "kind": "str: always 'ltp-deploy-check'",
-    "created": "str: ISO 8601 UTC time the check finished",
-    "passed": "bool: every gate passed (true when no gate was set)",
-    "elapsed_s": "float: wall time of the whole check, seconds",
-    "settings": "object: the options of the run",
-    "settings.device": "str: 'cpu', 'cuda' or 'cuda:N' (the graph's device; the reference runs on the CPU)",
-    "settings.backend": "str|null: the backend asked for (null: chosen from the file type)",
-    "settings.precision": "str: compute precision asked of the runtime ('fp32' unless bf16 was asked for)",
-    "settings.batch_size": "int: sequences per batch (batches are length-sorted and padded per batch)",
-    "settings.max_examples": "int|null: the data was cut to its first N examples",
-    "settings.metric": "str: the metric the min-metric and max-drop gates use",
-    "model": "object: the exported graph checked",
-    "model.path": "str: the path given",
-    "model.graph": "str: the graph file run",
-    "model.target": "str: 'onnx' or 'openvino'",
-    "model.runtime": "str: runtime adapter (e.g. 'onnxruntime-cpu')",
-    "model.precision": "str: arithmetic precision the runtime reports",
-    "model.pruning": "str: 'dense', 'absolute_threshold' or 'topk'",
-    "model.spec": "map|null: the graph's pruning spec from its export metadata",
-    "model.source": "map: the checkpoint the export metadata says the graph came from",
-    "reference": "object|null: the reference checkpoint (null without --reference)",
-    "reference.path": "str: the checkpoint folder",
-    "reference.pruning": "str: 'dense', 'absolute_threshold' or 'topk'",
-    "reference.spec": "map|null: the checkpoint's own pruning spec, used by the masked rule",
-    "data": "object: the evaluation set",
-    "data.source": "str: data file or GLUE file",
-    "data.task": "str|null: GLUE task name",
-    "data.regression": "bool: labels are scores (predictions are the first logit)",
-    "data.examples": "int: examples evaluated (all of the set, or the first --max-examples)",
-    "data.max_length": "int: truncation length in tokens",
-    "data.mean_tokens": "float: real (unpadded) tokens per example after truncation",
-    "data.truncated": "int: examples longer than max_length (cut)",
-    "results": "object: metrics of each model on the same token ids",
-    "results.graph": "object: the exported graph",
-    "results.reference": "object|null: the masked rule on the reference checkpoint (null without --reference)",
-    "results.dense": "object|null: the reference checkpoint with pruning off (null without --reference)",
-    "results.*.metrics": "map: every metric of the task (fractions: accuracy 0.9 = 90%)",
-    "results.*.value": "float|null: the gated metric (settings.metric)",
-    "results.*.flops_reduction": "float: dense FLOPs / this model's FLOPs (ltp_deploy.flops; 1.0 for dense)",
-    "results.*.mean_kept_per_layer": "list[float]: tokens alive after each layer's decision, averaged",
-    "agreement": "object|null: graph against the masked reference (null without --reference)",
-    "agreement.predictions": "float|null: fraction of examples with the same predicted class (null: regression)",
-    "agreement.max_abs_logit_diff": "float|null: largest |logit difference| over sequences with identical "
-                                    "decisions (numerical parity; null when there is none)",
-    "agreement.reference_cls_pruned": "int: sequences in which the masked rule pruned CLS (not compared)",
-    "agreement.reference_cls_pruned_rate": "float: reference_cls_pruned / examples",
-    "agreement.compared": "int: sequences whose decisions were compared (the reference kept CLS)",
-    "agreement.kept_counts_equal_per_layer": "list[float]: per layer, fraction of compared sequences whose "
-                                             "kept counts are equal (null entries when none was compared)",
-    "agreement.mismatched": "int: compared sequences whose kept counts differ in at least one layer",
-    "agreement.decision_mismatch_rate": "float|null: mismatched / compared (null when compared is 0)",
-    "drop": "object|null: metric drops of the graph, in metric units (null without --reference or labels)",
-    "drop.vs_reference": "float|null: reference value - graph value (the max-drop gate; > 0: graph worse)",
-    "drop.vs_dense": "float|null: dense value - graph value (not gated: the cost of pruning itself)",
-    "gates": "list[object]: the gates evaluated, in the order min-metric, max-drop, max-decision-mismatch",
-    "gates[].name": "str: 'min-metric', 'max-drop' or 'max-decision-mismatch'",
-    "gates[].value": "float|null: the measured value (null when it could not be measured: the gate fails)",
-    "gates[].bound": "float: the bound given",
-    "gates[].op": "str: '>=' or '<=': the gate passes when value op bound",
-    "gates[].passed": "bool: the gate passed",
-    "gates[].message": "str: one line, 'PASS name: ...' or 'FAIL name: measured value vs bound'",
-    "versions": "map: library name -> installed version",
-}
-
-GITHUB_ACTIONS_EXAMPLE = """\
-# .github/workflows/accuracy-gate.yml: export the checkpoint, then gate the graph on SST-2 dev.
-name: accuracy-gate
-on: [pull_request]
-jobs:
-  check:
-    runs-on: ubuntu-latest
-    env:
-      GLUE_DIR: ${{ github.workspace }}/glue   # <GLUE_DIR>/SST-2/dev.tsv
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with: {python-version: "3.11"}
-      - run: pip install .
-      - run: ltp-deploy export runs/sst2-ltp --target onnx -o out/sst2-onnx
-      - name: Gate accuracy and pruning decisions
-        run: >
-          ltp-deploy check out/sst2-onnx --task sst2 --reference runs/sst2-ltp
-          --max-drop 0.01 --max-decision-mismatch 0.01
-          --json out/check.json --junit out/check.xml
-      - uses: actions/upload-artifact@v4
-        if: always()   # keep the report of a failed gate too
-        with: {name: accuracy-gate, path: "out/check.*"}
-"""
 
 
 @dataclass(frozen=True)
@@ -416,8 +332,8 @@ def run_check(s: CheckSettings) -> dict:
         results["dense"] = _result(examples, run.dense, cfg, run.lengths, metric)
         agreement = _agreement(examples, run.graph, run.reference, run.cls_pruned)
         value = results["graph"]["value"]
-        drop = {"vs_reference": _diff(results["reference"]["value"], value),
-                "vs_dense": _diff(results["dense"]["value"], value)}
+        drop = {"vs_reference": difference(results["reference"]["value"], value),
+                "vs_dense": difference(results["dense"]["value"], value)}
     gates = evaluate_gates(s, metric, results, drop, agreement)
     from ltp_deploy.environment import library_versions
 
@@ -437,7 +353,7 @@ def run_check(s: CheckSettings) -> dict:
             "path": str(s.reference), "pruning": ckpt.spec.mode if ckpt.spec else "dense",
             "spec": ckpt.spec.to_dict() if ckpt.spec else None},
         "data": {"source": examples.source, "task": examples.task, "regression": examples.is_regression,
-                 "examples": len(examples), "max_length": max_length, "mean_tokens": _num(run.lengths.mean()),
+                 "examples": len(examples), "max_length": max_length, "mean_tokens": json_float(run.lengths.mean()),
                  "truncated": _truncated(tokenizer, examples, max_length)},
         "results": results,
         "agreement": agreement,
@@ -508,9 +424,9 @@ def _result(examples, out: _Outputs, cfg: dict, lengths: np.ndarray, metric: str
     from ltp_deploy.flops import flops_reduction
 
     metrics = compute_metrics(examples, predictions_from_logits(out.logits, examples.is_regression))
-    return {"metrics": {k: _num(v) for k, v in metrics.items()}, "value": _num(metrics[metric]),
-            "flops_reduction": _num(flops_reduction(cfg, lengths, out.kept)),
-            "mean_kept_per_layer": [_num(v) for v in out.kept.mean(axis=0)]}
+    return {"metrics": {k: json_float(v) for k, v in metrics.items()}, "value": json_float(metrics[metric]),
+            "flops_reduction": json_float(flops_reduction(cfg, lengths, out.kept)),
+            "mean_kept_per_layer": [json_float(v) for v in out.kept.mean(axis=0)]}
 
 
 def _agreement(examples, graph: _Outputs, ref: _Outputs, cls_pruned: np.ndarray) -> dict:
@@ -528,15 +444,15 @@ def _agreement(examples, graph: _Outputs, ref: _Outputs, cls_pruned: np.ndarray)
                                     == predictions_from_logits(ref.logits, False)))
     diff = np.abs(graph.logits - ref.logits)[matched]
     return {
-        "predictions": _num(predictions),
-        "max_abs_logit_diff": _num(diff.max()) if diff.size else None,
+        "predictions": json_float(predictions),
+        "max_abs_logit_diff": json_float(diff.max()) if diff.size else None,
         "reference_cls_pruned": int(cls_pruned.sum()),
-        "reference_cls_pruned_rate": _num(cls_pruned.sum() / n),
+        "reference_cls_pruned_rate": json_float(cls_pruned.sum() / n),
         "compared": n_compared,
-        "kept_counts_equal_per_layer": [_num(v) for v in same[compared].mean(axis=0)] if n_compared
+        "kept_counts_equal_per_layer": [json_float(v) for v in same[compared].mean(axis=0)] if n_compared
         else [None] * same.shape[1],
         "mismatched": mismatched,
-        "decision_mismatch_rate": _num(mismatched / n_compared) if n_compared else None,
+        "decision_mismatch_rate": json_float(mismatched / n_compared) if n_compared else None,
     }
 
 
@@ -553,8 +469,8 @@ def evaluate_gates(s: CheckSettings, metric: str, results: dict, drop: dict | No
     if s.min_metric is not None:
         gates.append(_gate("min-metric", metric, results["graph"]["value"], ">=", s.min_metric, ""))
     if s.max_drop is not None:
-        detail = (f" (graph {_fmt(results['graph']['value'])}, reference "
-                  f"{_fmt(results['reference']['value'])} under the masked rule)")
+        detail = (f" (graph {fmt(results['graph']['value'])}, reference "
+                  f"{fmt(results['reference']['value'])} under the masked rule)")
         gates.append(_gate("max-drop", f"{metric} drop", drop["vs_reference"], "<=", s.max_drop, detail))
     bound = s.decision_bound
     if bound is not None:
@@ -569,106 +485,12 @@ def _gate(name: str, label: str, value: float | None, op: str, bound: float, det
     """One gate; its message is ``PASS|FAIL name: label value op bound (detail)``."""
     if value is None:
         passed = False
-        message = f"FAIL {name}: {label} could not be measured{detail}; bound {op} {_fmt(bound)}"
+        message = f"FAIL {name}: {label} could not be measured{detail}; bound {op} {fmt(bound)}"
     else:
         passed = value >= bound if op == ">=" else value <= bound
         shown = op if passed else {">=": "<", "<=": ">"}[op]
-        message = f"{'PASS' if passed else 'FAIL'} {name}: {label} {_fmt(value)} {shown} {_fmt(bound)}{detail}"
+        message = f"{'PASS' if passed else 'FAIL'} {name}: {label} {fmt(value)} {shown} {fmt(bound)}{detail}"
     return {"name": name, "value": value, "bound": bound, "op": op, "passed": passed, "message": message}
-
-
-def failure_lines(report: dict) -> list[str]:
-    """One line per failed gate, e.g. ``FAIL max-drop: accuracy drop 0.0312 > 0.0100 (...)``."""
-    return [g["message"] for g in report["gates"] if not g["passed"]]
-
-
-def summary_lines(report: dict) -> list[str]:
-    """A concise plain-text summary (CI logs, piped output): models, metrics, agreement, gates."""
-    d, m = report["data"], report["model"]
-    metric = report["settings"]["metric"]
-    lines = [(f"check {m['path']} ({m['runtime']}, {m['precision']}) on {d['source']}: {d['examples']} examples, "
-              f"max_length {d['max_length']}, {d['mean_tokens']:.1f} tokens/example")]
-    for role in ("graph", "reference", "dense"):
-        r = report["results"][role]
-        if r is None:
-            continue
-        metrics = ", ".join(f"{k} {_fmt(v)}" for k, v in r["metrics"].items())
-        lines.append(f"{role:9s} {metrics}; FLOPs x{r['flops_reduction']:.2f} fewer than dense")
-    a = report["agreement"]
-    if a is not None:
-        per_layer = " ".join(_fmt(v, 3) for v in a["kept_counts_equal_per_layer"])
-        predictions = "" if a["predictions"] is None else f"predictions {_fmt(a['predictions'])}, "
-        lines.append(f"agreement {predictions}kept counts equal per layer [{per_layer}], decision mismatch "
-                     f"{_fmt(a['decision_mismatch_rate'])} ({a['mismatched']}/{a['compared']}); reference pruned "
-                     f"CLS in {a['reference_cls_pruned']}/{d['examples']}")
-        lines.append(f"drop      {metric} {_fmt(report['drop']['vs_reference'])} vs reference, "
-                     f"{_fmt(report['drop']['vs_dense'])} vs dense")
-    lines += [g["message"] for g in report["gates"] if g["passed"]]
-    if not report["gates"]:
-        lines.append("no gate set: pass --min-metric, or --reference CKPT (with --max-drop) to gate")
-    return lines
-
-
-# ------------------------------------------------------------------------------------------------ JUnit
-
-def junit_xml(report: dict) -> str:
-    """JUnit XML: one testsuite ``ltp-deploy check`` with one testcase per gate; a failed gate holds a
-    ``<failure>`` whose message is its one-line FAIL message. The figures travel as suite properties."""
-    gates = report["gates"]
-    root = ET.Element("testsuites", name=SUITE_NAME, tests=str(len(gates)),
-                      failures=str(sum(not g["passed"] for g in gates)), time=f"{report['elapsed_s']:.3f}")
-    suite = ET.SubElement(root, "testsuite", name=SUITE_NAME, tests=str(len(gates)),
-                          failures=str(sum(not g["passed"] for g in gates)), errors="0", skipped="0",
-                          time=f"{report['elapsed_s']:.3f}", timestamp=report["created"])
-    props = ET.SubElement(suite, "properties")
-    for name, value in _properties(report):
-        ET.SubElement(props, "property", name=name, value=value)
-    for g in gates:
-        case = ET.SubElement(suite, "testcase", classname=SUITE_NAME, name=g["name"], time="0")
-        if not g["passed"]:
-            failure = ET.SubElement(case, "failure", message=g["message"], type="gate")
-            failure.text = g["message"]
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
-
-
-def _properties(report: dict) -> list[tuple[str, str]]:
-    props = [("model", report["model"]["path"]), ("runtime", report["model"]["runtime"]),
-             ("data", report["data"]["source"]), ("examples", str(report["data"]["examples"])),
-             ("metric", report["settings"]["metric"])]
-    for role, r in report["results"].items():
-        if r is not None:
-            props += [(f"{role}.{k}", _fmt(v)) for k, v in r["metrics"].items()]
-    a = report["agreement"]
-    if a is not None:
-        props += [("agreement.predictions", _fmt(a["predictions"])),
-                  ("agreement.decision_mismatch_rate", _fmt(a["decision_mismatch_rate"]))]
-    return props
-
-
-def write_junit(path: str | Path, report: dict, **rules) -> Path:
-    """Write ``junit_xml(report)`` atomically (temp file + rename; ``rules`` as ``outputs.check_output``)."""
-    from ltp_deploy.outputs import write_text
-
-    return write_text(path, junit_xml(report), "junit", **rules)
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-def _num(x: Any, digits: int = 6) -> float | None:
-    """A JSON-safe rounded float; None for None, NaN and infinities."""
-    if x is None:
-        return None
-    x = float(x)
-    return round(x, digits) if math.isfinite(x) else None
-
-
-def _diff(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else _num(a - b)
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    return "n/a" if x is None else f"{round(x, digits) + 0.0:.{digits}f}"  # + 0.0: no "-0.0000"
 
 
 __all__ = [

@@ -138,9 +138,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "does not exist" in lines[0]
     assert not out.exists()
-    result = cli("export", tmp_path, "--target", "tensorrt", "-o", out)
+    result = cli("export", tmp_path / "ckpt", "--target", "tensorrt", "-o", out)
     assert result.returncode == 2 and "tensorrt" in result.stderr and not out.exists()
-    result = cli("export", tmp_path, "--spec", tmp_path / "nope.json", "-o", out)
+    result = cli("export", tmp_path / "ckpt", "--spec", tmp_path / "nope.json", "-o", out)
     assert result.returncode == 2 and "nope.json does not exist" in result.stderr and not out.exists()
 
 

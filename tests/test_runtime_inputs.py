@@ -16,7 +16,7 @@ import pytest
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes import open_runtime
-from ltp_deploy.runtimes.base import InputLimits
+from ltp_deploy.runtimes.inputs import InputLimits
 
 from test_runtimes import Subject, subject_for
 

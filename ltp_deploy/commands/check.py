@@ -117,7 +117,7 @@ def _print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ltp_deploy.check import _fmt
+    from ltp_deploy.check_report import fmt as _fmt
 
     d, m = report["data"], report["model"]
     console = Console()

@@ -15,7 +15,8 @@ import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.artifact import OUTPUT_NAMES
-from ltp_deploy.runtimes.base import LoadTimer, Runtime, graph_limits
+from ltp_deploy.runtimes.base import LoadTimer, Runtime
+from ltp_deploy.runtimes.inputs import graph_limits
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _OUTPUT_DTYPES = {"logits": np.float32, "kept_counts": np.int64}

@@ -17,7 +17,8 @@ import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.artifact import OUTPUT_NAMES
-from ltp_deploy.runtimes.base import LoadTimer, Runtime, graph_limits
+from ltp_deploy.runtimes.base import LoadTimer, Runtime
+from ltp_deploy.runtimes.inputs import graph_limits
 
 HINTS = ("latency", "throughput")
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO element type

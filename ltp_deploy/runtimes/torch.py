@@ -18,7 +18,8 @@ import torch
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import PrunedClassifier
-from ltp_deploy.runtimes.base import InputLimits, LoadTimer, Runtime
+from ltp_deploy.runtimes.base import LoadTimer, Runtime
+from ltp_deploy.runtimes.inputs import InputLimits
 
 
 class TorchRuntime(Runtime):
