@@ -114,6 +114,16 @@ def failure_lines(report: dict) -> list[str]:
     return [g["message"] for g in report["gates"] if not g["passed"]]
 
 
+def agreement_text(report: dict) -> str:
+    """Graph against the masked rule in one line: predictions, kept counts per layer, mismatches, CLS pruned."""
+    a, examples = report["agreement"], report["data"]["examples"]
+    per_layer = " ".join(fmt(v, 3) for v in a["kept_counts_equal_per_layer"])
+    predictions = "" if a["predictions"] is None else f"predictions {fmt(a['predictions'])}, "
+    return (f"{predictions}kept counts equal per layer [{per_layer}], decision mismatch "
+            f"{fmt(a['decision_mismatch_rate'])} ({a['mismatched']}/{a['compared']}); reference pruned CLS in "
+            f"{a['reference_cls_pruned']}/{examples}")
+
+
 def summary_lines(report: dict) -> list[str]:
     """A concise plain-text summary (CI logs, piped output): models, metrics, agreement, gates."""
     d, m = report["data"], report["model"]
@@ -126,13 +136,8 @@ def summary_lines(report: dict) -> list[str]:
             continue
         metrics = ", ".join(f"{k} {fmt(v)}" for k, v in r["metrics"].items())
         lines.append(f"{role:9s} {metrics}; FLOPs x{r['flops_reduction']:.2f} fewer than dense")
-    a = report["agreement"]
-    if a is not None:
-        per_layer = " ".join(fmt(v, 3) for v in a["kept_counts_equal_per_layer"])
-        predictions = "" if a["predictions"] is None else f"predictions {fmt(a['predictions'])}, "
-        lines.append(f"agreement {predictions}kept counts equal per layer [{per_layer}], decision mismatch "
-                     f"{fmt(a['decision_mismatch_rate'])} ({a['mismatched']}/{a['compared']}); reference pruned "
-                     f"CLS in {a['reference_cls_pruned']}/{d['examples']}")
+    if report["agreement"] is not None:
+        lines.append(f"agreement {agreement_text(report)}")
         lines.append(f"drop      {metric} {fmt(report['drop']['vs_reference'])} vs reference, "
                      f"{fmt(report['drop']['vs_dense'])} vs dense")
     lines += [g["message"] for g in report["gates"] if g["passed"]]

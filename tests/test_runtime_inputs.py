@@ -18,7 +18,7 @@ from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.runtimes.inputs import InputLimits
 
-from test_runtimes import Subject, subject_for
+from test_runtimes import Subject, subject, subject_for  # noqa: F401 (the shared subject fixture)
 
 ADAPTERS = {
     "onnxruntime-cpu": lambda s: open_runtime(s.onnx),
@@ -26,11 +26,6 @@ ADAPTERS = {
     "torch": lambda s: open_runtime(s.folder),
 }
 _RUNTIMES: dict[tuple[str, str], object] = {}
-
-
-@pytest.fixture(scope="module", params=["minilm", "roberta"])
-def subject(request, tmp_path_factory, minilm_dir, make_roberta) -> Subject:
-    return subject_for(request.param, tmp_path_factory, minilm_dir, make_roberta)
 
 
 @pytest.fixture(scope="module")

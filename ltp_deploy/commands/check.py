@@ -117,6 +117,7 @@ def _print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ltp_deploy.check_report import agreement_text
     from ltp_deploy.check_report import fmt as _fmt
 
     d, m = report["data"], report["model"]
@@ -132,13 +133,8 @@ def _print_table(report: dict) -> None:
         table.add_row(role, *(_fmt(r["metrics"][k]) for k in names), f"x{r['flops_reduction']:.2f}",
                       f"{r['mean_kept_per_layer'][-1]:.1f} / {d['mean_tokens']:.1f}")
     console.print(table)
-    a = report["agreement"]
-    if a is not None:
-        per_layer = " ".join(_fmt(v, 3) for v in a["kept_counts_equal_per_layer"])
-        predictions = "" if a["predictions"] is None else f"predictions {_fmt(a['predictions'])}, "
-        console.print(f"agreement with the masked rule: {predictions}kept counts equal per layer [{per_layer}], "
-                      f"decision mismatch {_fmt(a['decision_mismatch_rate'])} ({a['mismatched']}/{a['compared']}), "
-                      f"reference pruned CLS in {a['reference_cls_pruned']}/{d['examples']}", highlight=False)
+    if report["agreement"] is not None:
+        console.print(f"agreement with the masked rule: {agreement_text(report)}", highlight=False)
     if report["gates"]:
         gates = Table(show_header=True)
         for name in ("gate", "measured", "bound", "result"):
