@@ -5,10 +5,17 @@ An export folder holds one graph (``model.onnx``, or ``model.xml`` + ``model.bin
 ``ltp_deploy_export.json``; a graph file inside such a folder opens the same artifact. Runtimes, ``bench``,
 ``check`` and ``inspect`` all go through ``open_artifact``, so a broken folder fails the same way everywhere.
 
+A *foreign dense graph* is an ONNX graph that another tool exported, such as Hugging Face Optimum's
+``optimum-cli export onnx --task text-classification``: ``model.onnx`` with the model's Hugging Face
+``config.json`` (and tokenizer files) beside it and no ``ltp_deploy_export.json``. It opens as the same
+``Artifact`` (``open_foreign``), dense, with the one output ``logits``. The rule of which path is what is
+``open_model_artifact``.
+
 Example::
 
     art = open_artifact("out/sst2-onnx")          # or "out/sst2-onnx/model.onnx"
     art.graph, art.config.num_layers, art.spec, art.metadata["validation"]["max_abs_diff"]
+    peer = open_model_artifact("out/sst2-optimum")  # an Optimum export: peer.foreign, peer.outputs == ("logits",)
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from ltp_deploy.spec import PruningSpec
 METADATA_FILE = FOLDER_MARKERS["export"]
 GRAPH_SUFFIXES = (".onnx", ".xml")
 OUTPUT_NAMES = ("logits", "kept_counts")  # every exported graph names its outputs so
+FOREIGN_OUTPUTS = ("logits",)  # what a foreign dense graph (e.g. an Optimum export) gives
+FOREIGN_GRAPH = "model.onnx"  # the graph file of a foreign export folder (Optimum's name)
+HF_CONFIG = "config.json"  # the Hugging Face config beside a foreign graph (checkpoint.CONFIG_FILE)
 _REQUIRED = ("graph", "config")
 
 
@@ -48,9 +58,12 @@ class Artifact:
     metadata: dict  # the parsed ltp_deploy_export.json
     config: EncoderConfig
     spec: PruningSpec | None  # None: a dense export
+    foreign: bool = False  # a foreign dense graph (``open_foreign``): no metadata, only ``logits``
 
     @property
     def outputs(self) -> tuple[str, ...]:
+        if self.foreign:
+            return FOREIGN_OUTPUTS
         return tuple(self.metadata.get("outputs") or OUTPUT_NAMES)
 
     @property
@@ -131,3 +144,52 @@ def config_from_metadata(d: dict, where: str = "the export metadata") -> Encoder
     except TypeError as e:
         raise LtpDeployError(f"The config in {where} is incomplete ({e}): the export is damaged; re-export it.") \
             from None
+
+
+# ------------------------------------------------------------------------------------------------ foreign graphs
+
+def is_foreign(path: str | Path, prefer_graph: bool = False) -> bool:
+    """Whether ``path`` names a foreign dense ONNX graph.
+
+    That is: no ``ltp_deploy_export.json`` in its folder, a Hugging Face ``config.json`` there, and either ``path``
+    is a ``.onnx`` file, or ``path`` is a folder holding ``model.onnx`` and, unless ``prefer_graph``, no checkpoint
+    weights (``model.safetensors``, its index, ``pytorch_model.bin``). A folder with both weights and
+    ``model.onnx`` is the checkpoint (run in torch) unless a graph backend is asked for (``prefer_graph``).
+    """
+    path = Path(path)
+    folder = artifact_folder(path)
+    if is_export(path) or not (folder / HF_CONFIG).is_file():
+        return False
+    if path.is_file():
+        return path.suffix == ".onnx"
+    from ltp_deploy.checkpoint import has_weights
+
+    return (folder / FOREIGN_GRAPH).is_file() and (prefer_graph or not has_weights(folder))
+
+
+def open_foreign(path: str | Path) -> Artifact:
+    """Open a foreign dense ONNX graph (``is_foreign``): the ``.onnx`` given or the folder's ``model.onnx``, its
+    ``EncoderConfig`` from ``config.json`` (``EncoderConfig.from_hf``), ``spec`` None, ``metadata`` empty,
+    ``outputs`` ``("logits",)``; the tokenizer files are expected in ``folder``.
+
+    Raises:
+        LtpDeployError: no ``config.json`` or ``model.onnx``, a ``config.json`` that is not a BERT/RoBERTa config.
+    """
+    from ltp_deploy.checkpoint import read_encoder_config
+
+    path = Path(path)
+    folder = artifact_folder(path)
+    graph = path if path.is_file() else folder / FOREIGN_GRAPH
+    for need in (graph, folder / HF_CONFIG):
+        if not need.is_file():
+            raise LtpDeployError(f"{need} not found: a dense ONNX export (e.g. `optimum-cli export onnx`) holds "
+                                 f"{FOREIGN_GRAPH} and the model's {HF_CONFIG}.")
+    return Artifact(folder, graph, {}, read_encoder_config(folder)[1], None, foreign=True)
+
+
+def open_model_artifact(path: str | Path, prefer_graph: bool = False) -> Artifact | None:
+    """The graph artifact ``path`` names: an ltp-deploy export (``open_artifact``), a foreign dense graph
+    (``open_foreign``; ``prefer_graph`` as in ``is_foreign``), or None (a checkpoint folder or a bare graph)."""
+    if is_export(path):
+        return open_artifact(path)
+    return open_foreign(path) if is_foreign(path, prefer_graph) else None

@@ -3,7 +3,14 @@
 What is timed: only ``runtime.run(batch)`` on batches tokenised beforehand (padded to each batch's longest
 sequence, as a serving system would), after ``warmup`` untimed calls per batch size. The data is real text at
 its real lengths (default: SST-2 dev from ``GLUE_DIR``) or, with ``seq_len``, synthetic batches of exactly that
-many tokens. Each batch size cycles through the data's batches in a fixed order.
+many tokens. Each batch size cycles through the data's batches in a fixed order: the data's own (``order``
+"dataset", the default: what a server sees) or sorted by length ("length": less padding, as a length-bucketing
+server would). ``real_tokens`` and ``padded_tokens`` per result say what that padding cost.
+
+MODEL and OTHER may be ltp-deploy exports, checkpoint folders, or a foreign dense ONNX graph such as the one
+Hugging Face Optimum exports from the same dense checkpoint (``optimum-cli export onnx --task
+text-classification``; see ``ltp_deploy.artifact.open_foreign``): that graph has no ``kept_counts``, so every real
+token counts as kept at every layer, and its FLOPs reduction is 1.0.
 
 With ``compare``, both models are loaded in this one process and run interleaved (MODEL, OTHER, MODEL, OTHER...)
 on identical batches, so that drifting clocks, thermal state and noisy neighbours hit both alike:
@@ -44,6 +51,7 @@ from ltp_deploy.runtimes import BACKENDS, DEVICES
 SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 DEFAULT_TASK = "sst2"
+ORDERS = ("dataset", "length")  # batch order: the data's own (default), or length-sorted
 SYNTHETIC_SEQUENCES = 256  # sequences drawn for --seq-len when --max-examples is not given
 MIN_DEFAULT_ITERATIONS = 10  # the default (one pass over the data) times at least this many batches
 ROLES = ("model", "other")
@@ -63,7 +71,8 @@ BENCH_SCHEMA: dict[str, str] = {
     "settings.iterations": "int|null: timed batches per batch size (null: one pass over the data, or --duration)",
     "settings.duration_s": "float|null: seconds of timed runs per batch size (both models together)",
     "settings.threads": "int|null: intra-op threads asked for (null: the runtime's default)",
-    "settings.sort_by_length": "bool: batches built from length-sorted sentences (less padding)",
+    "settings.sort_by_length": "bool: batches built from length-sorted sentences (order 'length')",
+    "settings.order": "str: 'dataset' (the data's own order, what a server sees) or 'length' (length-sorted)",
     "settings.seq_len": "int|null: synthetic length (null: real sentences)",
     "settings.max_examples": "int|null: the data was cut to its first N examples",
     "settings.seed": "int: seed of the synthetic token ids",
@@ -94,6 +103,8 @@ BENCH_SCHEMA: dict[str, str] = {
     "models.model": "object: MODEL (the positional argument)",
     "models.other": "object|null: OTHER (--compare); null without a comparison",
     "models.*.path": "str: the path given",
+    "models.*.kind": "str: 'export' (ltp-deploy), 'checkpoint' (torch), or 'foreign-onnx' (a dense ONNX graph "
+                     "without ltp-deploy metadata, e.g. an Optimum export: kept counts are the real lengths)",
     "models.*.runtime": "str: runtime adapter name",
     "models.*.device": "str: device it ran on",
     "models.*.precision": "str|null: arithmetic precision",
@@ -117,6 +128,7 @@ BENCH_SCHEMA: dict[str, str] = {
     "results[].*.sequences": "int: sequences in the timed batches",
     "results[].*.real_tokens": "int: real (unpadded) tokens in the timed batches",
     "results[].*.mean_tokens": "float: real tokens per sequence",
+    "results[].*.padded_tokens": "int: token slots in the timed batches including padding (rows x padded length)",
     "results[].*.mean_padded_tokens": "float: tokens per sequence including batch padding",
     "results[].*.first_call_ms": "float|null: first (warm-up) call at this batch size, ms (null: no warm-up)",
     "results[].*.latency_ms": "object: latency of one batch in ms over the timed batches",
@@ -159,7 +171,7 @@ class BenchSettings:
     text_pair_column: str | int | None = None
     seq_len: int | None = None  # synthetic batches of exactly this many tokens instead of real sentences
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
-    sort_by_length: bool = False  # batch similar lengths together: less padding, as a batching server would
+    order: str = "dataset"  # "dataset": the data's own order; "length": similar lengths batched together
     warmup: int = 3
     iterations: int | None = None  # None: one pass over the data (at least MIN_DEFAULT_ITERATIONS batches)
     duration: float | None = None  # seconds of timed runs per batch size; with iterations, whichever ends first
@@ -177,12 +189,19 @@ class BenchSettings:
             object.__setattr__(self, "compare", Path(self.compare))
         _check_settings(self)
 
+    @property
+    def sort_by_length(self) -> bool:
+        return self.order == "length"
+
 
 def _check_settings(s: BenchSettings) -> None:
     if s.device.split(":")[0] not in DEVICES:
         raise LtpDeployError(f"Unknown device {s.device!r}: use one of {', '.join(DEVICES)} (or cuda:N).")
     if s.backend is not None and s.backend not in BACKENDS:
         raise LtpDeployError(f"Unknown backend {s.backend!r}: use one of {', '.join(BACKENDS)}.")
+    if s.order not in ORDERS:
+        raise LtpDeployError(f"Unknown order {s.order!r}: use dataset (the data's own order, what a server sees) "
+                             "or length (length-sorted batches, less padding).")
     if not s.batch_sizes:
         raise LtpDeployError("No batch size given: pass at least one, e.g. --batch-size 1,8,32.")
     if any(b < 1 for b in s.batch_sizes):
@@ -221,37 +240,40 @@ class ModelInfo:
     pruning: str
     spec: dict | None
     precision: str | None
+    kind: str = "export"  # "export", "checkpoint" or "foreign-onnx" (models.*.kind)
 
 
-def describe_model(path: str | Path) -> ModelInfo:
-    """Read the export metadata of a graph or export folder, or the ``config.json`` of a checkpoint folder.
+def describe_model(path: str | Path, backend: str | None = None) -> ModelInfo:
+    """What ``path`` is, by the rule ``open_runtime`` loads it by (``runtimes.resolve_model``, with ``backend``):
+    the metadata of an ltp-deploy export, the ``config.json`` of a foreign dense ONNX graph (dense, no spec), or
+    the ``config.json`` and pruning spec of a checkpoint folder.
 
     Raises:
-        LtpDeployError: the path is missing, is neither an ltp-deploy export nor a checkpoint folder, or is
-            a damaged export (``ltp_deploy.artifact.open_artifact``).
+        LtpDeployError: the path is missing, is none of these (a bare graph without metadata or config.json), or
+            is a damaged export (``ltp_deploy.artifact.open_artifact``).
     """
     from dataclasses import asdict
 
-    from ltp_deploy.artifact import is_export, open_artifact
-    from ltp_deploy.checkpoint import CONFIG_FILE, read_config
-    from ltp_deploy.model import EncoderConfig
+    from ltp_deploy.checkpoint import read_encoder_config
+    from ltp_deploy.runtimes import resolve_model
     from ltp_deploy.spec import PruningSpec
 
     path = Path(path)
     if not path.exists():
         raise LtpDeployError(f"Model {path} does not exist: pass an exported graph, its folder, or a checkpoint.")
-    if is_export(path):
-        art = open_artifact(path)
+    kind, _, art = resolve_model(path, backend)
+    if art is not None:
         return ModelInfo(path, art.folder, asdict(art.config), art.config.max_length, art.pruning,
-                         art.metadata.get("spec"), art.metadata.get("precision"))
-    if path.is_dir() and (path / CONFIG_FILE).is_file():  # a checkpoint folder, run by the torch backend
-        hf = read_config(path)
-        cfg = EncoderConfig.from_hf(hf, arch="roberta" if hf.get("model_type") == "ltp" else None)
+                         art.metadata.get("spec"), art.metadata.get("precision"),
+                         "foreign-onnx" if art.foreign else "export")
+    if kind == "checkpoint":  # run by the torch backend
+        hf, cfg = read_encoder_config(path)
         spec = PruningSpec.load(path)
         pruning = hf.get("prune_mode") or (spec.mode if spec else "dense")
-        return ModelInfo(path, path, asdict(cfg), cfg.max_length, pruning, spec.to_dict() if spec else None, None)
+        return ModelInfo(path, path, asdict(cfg), cfg.max_length, pruning, spec.to_dict() if spec else None, None,
+                         "checkpoint")
     raise LtpDeployError(f"{path} is neither an ltp-deploy export nor a checkpoint folder: export it with "
-                         "`ltp-deploy export` first.")
+                         "`ltp-deploy export` first, or keep the model's config.json beside a dense ONNX graph.")
 
 
 @dataclass
@@ -276,6 +298,7 @@ def _model_entry(m: _Loaded) -> dict:
     load_s = rt.load_seconds
     return {
         "path": str(m.info.path),
+        "kind": m.info.kind,
         "runtime": rt.name,
         "device": rt.device,
         "precision": rt.precision,
@@ -321,9 +344,10 @@ def load_workload(s: BenchSettings, tokenizer, max_length: int) -> Workload:
     return Workload(examples.source, False, examples, lengths, max_length)
 
 
-def make_batches(work: Workload, tokenizer, batch_size: int, sort_by_length: bool = False,
+def make_batches(work: Workload, tokenizer, batch_size: int, order: str = "dataset",
                  seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Tokenised batches, each padded to its longest sequence; synthetic ones are exactly ``seq_len`` long.
+    """Tokenised batches, each padded to its longest sequence, in the data's order or (``order`` "length")
+    length-sorted; synthetic ones are exactly ``seq_len`` long.
 
     Synthetic rows are [CLS] + random ordinary-token ids (+ [SEP] last), no padding, all batches full.
     """
@@ -345,7 +369,7 @@ def make_batches(work: Workload, tokenizer, batch_size: int, sort_by_length: boo
     from ltp_deploy.data import batches, encode
 
     return [encode(tokenizer, work.examples, work.max_length, indices=idx)
-            for idx in batches(work.examples, batch_size, sort_by_length)]
+            for idx in batches(work.examples, batch_size, sort_by_length=order == "length")]
 
 
 def _first_id(tokenizer, *names: str) -> int | None:
@@ -433,6 +457,7 @@ def _summary(rec: _Record, cfg: dict) -> dict:
         "sequences": int(n_orig.size),
         "real_tokens": int(n_orig.sum()),
         "mean_tokens": _r(n_orig.mean()),
+        "padded_tokens": int(padded),
         "mean_padded_tokens": _r(padded / n_orig.size),
         "first_call_ms": None if rec.first_call_ms is None else _r(rec.first_call_ms),
         "latency_ms": _latency(ms),
@@ -473,7 +498,7 @@ def run_bench(s: BenchSettings) -> dict:
     from ltp_deploy.progress import progress_bar
 
     rss_start = _rss_mb()
-    infos = [describe_model(s.model)] + ([describe_model(s.compare)] if s.compare else [])
+    infos = [describe_model(p, s.backend) for p in (s.model, s.compare) if p is not None]
     if len(infos) == 2:
         _check_comparable(*infos)
     max_length = min(i.max_length for i in infos)
@@ -482,7 +507,7 @@ def run_bench(s: BenchSettings) -> dict:
     models = [_open(role, info, s) for role, info in zip(ROLES, infos)]
     results = []
     for bs in s.batch_sizes:
-        batches = make_batches(work, tokenizer, bs, s.sort_by_length, s.seed)
+        batches = make_batches(work, tokenizer, bs, s.order, s.seed)
         for m in models:
             if m.first_inference_ms is None:  # the very first call after loading, outside all statistics
                 m.first_inference_ms, _ = _timed(m.runtime, batches[0])
@@ -523,7 +548,7 @@ def _report(s: BenchSettings, work: Workload, models: list[_Loaded], results: li
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
             "device": s.device, "backend": s.backend, "batch_sizes": list(s.batch_sizes), "warmup": s.warmup,
-            "iterations": s.iterations, "duration_s": s.duration, "threads": s.threads,
+            "iterations": s.iterations, "duration_s": s.duration, "threads": s.threads, "order": s.order,
             "sort_by_length": s.sort_by_length, "seq_len": s.seq_len, "max_examples": s.max_examples,
             "seed": s.seed, "precision": s.precision, "hint": s.hint,
         },

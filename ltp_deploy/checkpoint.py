@@ -33,6 +33,7 @@ from ltp_deploy.spec import SCORE_FLOOR, PruningSpec, ltp_keep_rates, ltp_thresh
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+WEIGHT_FILES = (WEIGHTS_FILE, "model.safetensors.index.json", "pytorch_model.bin")  # any of them: a checkpoint
 # The tokenizer files copied into checkpoints and exports; anything else (code above all) stays behind.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
@@ -246,6 +247,21 @@ def _checkpoint_folder(path: str | Path) -> Path:
 def read_config(folder: str | Path) -> dict:
     """The parsed ``config.json`` of a checkpoint folder (a one-sentence error when it is not a JSON object)."""
     return _read_json(Path(folder) / CONFIG_FILE)
+
+
+def read_encoder_config(folder: str | Path) -> tuple[dict, EncoderConfig]:
+    """The parsed ``config.json`` of ``folder`` and its ``EncoderConfig`` (an LTP ``model_type`` is RoBERTa).
+
+    Raises:
+        LtpDeployError: unreadable JSON, or not a BERT/RoBERTa config.
+    """
+    hf = read_config(folder)
+    return hf, EncoderConfig.from_hf(hf, arch="roberta" if hf.get("model_type") == "ltp" else None)
+
+
+def has_weights(folder: str | Path) -> bool:
+    """Whether ``folder`` holds checkpoint weights (any of ``WEIGHT_FILES``)."""
+    return any((Path(folder) / name).is_file() for name in WEIGHT_FILES)
 
 
 def _read_json(path: Path) -> dict:

@@ -112,7 +112,7 @@ def test_synthetic_seq_len_run(exports, tmp_path, monkeypatch, capsys):
         m = r["model"]
         assert r["other"] is None and r["comparison"] is None
         assert m["iterations"] == 2 and m["sequences"] == 2 * r["batch_size"] and m["mean_tokens"] == 8.0
-        assert m["mean_padded_tokens"] == 8.0  # synthetic batches have no padding
+        assert m["mean_padded_tokens"] == 8.0 and m["padded_tokens"] == m["real_tokens"]  # no padding: synthetic
         assert len(m["kept_tokens_per_layer"]) == 6 and m["kept_tokens_per_layer"][0] == 8.0
         assert m["flops_reduction"] >= 1.0 and m["gflops_per_sequence"] <= m["dense_gflops_per_sequence"]
         lat = m["latency_ms"]
@@ -145,6 +145,7 @@ def test_sst2_compare_run(glue, exports, tmp_path, monkeypatch, capsys):
     report = json.loads(report_file.read_text())
     check_schema(report, complete=True)
     assert report["data"]["sequences"] == 16 and report["data"]["source"].endswith("dev.tsv")
+    assert report["settings"]["order"] == "dataset" and report["settings"]["sort_by_length"] is False
     assert report["models"]["model"]["pruning"] == "absolute_threshold"
     assert report["models"]["other"]["pruning"] == "dense"
     for r in report["results"]:
@@ -172,6 +173,8 @@ def test_sst2_compare_run(glue, exports, tmp_path, monkeypatch, capsys):
     (["--device", "tpu"], "Unknown device 'tpu'"),
     (["--compare", "no/such/dense"], "Model no/such/dense does not exist"),
     (["--plot", "out.svg"], "must end in .png"),
+    (["--order", "foo"], "Unknown order 'foo': use dataset"),
+    (["--order", "dataset", "--sort-by-length"], "--sort-by-length means --order length"),
 ])
 def test_bad_options_exit_2_with_one_line(exports, args, message, monkeypatch, capsys):
     code, out, err = cli(monkeypatch, capsys, "bench", exports["pruned"], *args)

@@ -112,11 +112,12 @@ def test_failed_validation_leaves_no_folder(roberta, tmp_path, monkeypatch):
     with pytest.raises(ExportValidationError, match="disagrees with the torch model in openvino"):
         ov_export.export_openvino(roberta.ckpt, out)
     assert not out.exists() and not leftovers(tmp_path)
-    out.mkdir()
+    out.mkdir()  # an earlier export (it may be replaced), which a failed export must leave as it was
     (out / "keep.txt").write_text("previous export")
+    (out / METADATA_FILE).write_text("{}")
     with pytest.raises(ExportValidationError):
         ov_export.export_openvino(roberta.ckpt, out, precision="fp16")
-    assert [p.name for p in out.iterdir()] == ["keep.txt"] and not leftovers(tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", METADATA_FILE] and not leftovers(tmp_path)
 
 
 @pytest.mark.parametrize("options, fragment", [

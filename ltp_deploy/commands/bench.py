@@ -16,12 +16,14 @@ EXAMPLES = """\b
 Examples:
   ltp-deploy bench out/sst2-ltp --compare out/sst2-dense --batch-size 1,32 --json bench.json --plot bench.png
   ltp-deploy bench out/sst2-ltp/model.onnx --seq-len 128 --batch-size 8 --duration 10
-  ltp-deploy bench out/sst2-ltp --data reviews.tsv --text-column text --sort-by-length --threads 4
+  ltp-deploy bench out/sst2-ltp --data reviews.tsv --text-column text --order length --threads 4
+  ltp-deploy bench out/sst2-ltp --compare out/sst2-optimum --batch-size 1,32   # vs an Optimum ONNX export
 """
 
 
 def bench(
-    model: Annotated[Path, typer.Argument(help="Exported graph (.onnx/.xml), its export folder, or a checkpoint.")],
+    model: Annotated[Path, typer.Argument(
+        help="Exported graph (.onnx/.xml), its export folder, a dense ONNX folder (Optimum), or a checkpoint.")],
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     backend: Annotated[Optional[str], typer.Option(
         "--backend", help="onnxruntime, openvino or torch (default: from the file type).")] = None,
@@ -33,8 +35,10 @@ def bench(
         "--seq-len", help="Synthetic batches of exactly N tokens (random ids) instead of real sentences.")] = None,
     batch_size: Annotated[str, typer.Option(
         "--batch-size", "-b", help="Comma-separated batch sizes to time.")] = "1,8,32",
-    sort_by_length: Annotated[bool, typer.Option(
-        "--sort-by-length", help="Batch sentences of similar length together (less padding).")] = False,
+    order: Annotated[Optional[str], typer.Option(
+        "--order", help="Batch order: dataset (default: the data's own, what a server sees) or length "
+                        "(length-sorted: less padding).")] = None,
+    sort_by_length: Annotated[bool, typer.Option("--sort-by-length", hidden=True)] = False,  # = --order length
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls per model and batch size.")] = 3,
     iterations: Annotated[Optional[int], typer.Option(
         "--iterations", "-n", help="Timed batches per batch size (default: one pass over the data, at least 10).")
@@ -47,7 +51,8 @@ def bench(
     hint: Annotated[Optional[str], typer.Option(
         "--hint", help="OpenVINO performance hint: latency (default) or throughput.")] = None,
     compare: Annotated[Optional[Path], typer.Option(
-        "--compare", help="A second model (e.g. the dense export) run interleaved on the same batches.")] = None,
+        "--compare", help="A second model run interleaved on the same batches: e.g. the dense export, or "
+                          "the Optimum ONNX export (optimum-cli export onnx) of the dense checkpoint.")] = None,
     max_examples: Annotated[Optional[int], typer.Option(
         "--max-examples", help="Use only the first N examples (synthetic: N random sequences, default 256).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report (JSON) here.")] = None,
@@ -61,7 +66,7 @@ def bench(
     settings = BenchSettings(
         model=model, device=device, backend=backend, data=data, task=task, text_column=column(text_column),
         text_pair_column=column(text_pair_column), seq_len=seq_len, batch_sizes=parse_batch_sizes(batch_size),
-        sort_by_length=sort_by_length, warmup=warmup, iterations=iterations, duration=duration, threads=threads,
+        order=_order(order, sort_by_length), warmup=warmup, iterations=iterations, duration=duration, threads=threads,
         compare=compare, max_examples=max_examples, precision=precision, hint=hint,
     )
     if plot is not None and plot.suffix.lower() != ".png":
@@ -85,6 +90,15 @@ def bench(
     for label, path in (("report", json_out), ("plot", plot)):
         if path is not None:
             print(f"wrote {label} {path}")
+
+
+def _order(order: str | None, sort_by_length: bool) -> str:
+    """``--order``, with the old ``--sort-by-length`` flag meaning ``--order length``."""
+    if sort_by_length and order not in (None, "length"):
+        from ltp_deploy.errors import LtpDeployError
+
+        raise LtpDeployError(f"--sort-by-length means --order length, not --order {order}: give only --order.")
+    return "length" if sort_by_length else order or "dataset"
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:

@@ -1,14 +1,24 @@
 """Runtime adapters: one interface (``Runtime``), chosen from the model file and the device.
 
-=================================  ===========================  =========  ==========
-path                               backend (first row: default)    devices    precisions
-=================================  ===========================  =========  ==========
-``model.onnx``                     onnxruntime                  cpu, cuda  fp32
-``model.onnx``                     openvino                     cpu        fp32, bf16
-``model.xml`` (OpenVINO IR)        openvino                     cpu        fp32, bf16
-export folder (ltp_deploy_export)  as its graph file            as above   as above
-checkpoint folder (config.json)    torch                        cpu, cuda  fp32
-=================================  ===========================  =========  ==========
+=====================================  ===========================  =========  ==========
+path                                   backend (first row: default)    devices    precisions
+=====================================  ===========================  =========  ==========
+``model.onnx``                         onnxruntime                  cpu, cuda  fp32
+``model.onnx``                         openvino                     cpu        fp32, bf16
+``model.xml`` (OpenVINO IR)            openvino                     cpu        fp32, bf16
+export folder (ltp_deploy_export)      as its graph file            as above   as above
+dense ONNX folder (model.onnx and      as ``model.onnx``            as above   as above
+config.json, no weights: Optimum)
+checkpoint folder (config.json and     torch                        cpu, cuda  fp32
+weights)
+=====================================  ===========================  =========  ==========
+
+The rule (``resolve_model``): a folder with ``ltp_deploy_export.json`` is an export; else a folder with
+``config.json`` and ``model.onnx`` but no weights is a foreign dense graph (``artifact.open_foreign``), as is a
+``.onnx`` file with ``config.json`` beside it; a folder with ``config.json`` and weights is a checkpoint, run in
+torch, unless ``--backend onnxruntime|openvino`` is given and it also holds ``model.onnx``, which then runs.
+A foreign graph has only ``logits``: its adapter reports each row's real length as the kept count of every
+layer (a dense model keeps every token).
 
 Invalid combinations raise one ``LtpDeployError`` naming the valid options; nothing falls back silently.
 
@@ -39,8 +49,9 @@ def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = No
     """Load ``path`` with the adapter its file type, ``backend`` and ``device`` call for.
 
     Args:
-        path: an ``.onnx`` or ``.xml`` graph, an export folder (holding ``ltp_deploy_export.json``) or a
-            checkpoint folder (``config.json``; run in torch with the folder's own pruning spec).
+        path: an ``.onnx`` or ``.xml`` graph, an export folder (holding ``ltp_deploy_export.json``), a dense ONNX
+            folder (``model.onnx`` + ``config.json``, e.g. an Optimum export) or a checkpoint folder
+            (``config.json`` and weights; run in torch with the folder's own pruning spec).
         device: "cpu" or "cuda" ("cuda:N" for another GPU).
         backend: "onnxruntime", "openvino" or "torch"; default: the first valid one for the file type.
         threads: intra-op threads (default: the runtime's choice).
@@ -57,7 +68,7 @@ def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = No
 
         rt = open_runtime("out/sst2-onnx", device="cpu", backend="openvino", threads=4)
     """
-    kind, graph = _resolve(Path(path))
+    kind, graph, _ = resolve_model(Path(path), backend)
     device_type, device_id = _parse_device(device)
     if backend is not None and backend not in BACKENDS:
         raise LtpDeployError(f"Unknown backend {backend!r}: use one of {', '.join(BACKENDS)}.")
@@ -100,26 +111,36 @@ def _load(backend, device_type, device_id, graph, threads, precision, hint) -> R
     return TorchRuntime(graph, device=device_type if device_id == 0 else f"cuda:{device_id}", threads=threads)
 
 
-def _resolve(path: Path) -> tuple[str, Path]:
-    """(kind, file or folder to load): kind is ".onnx", ".xml" or "checkpoint"."""
-    from ltp_deploy.artifact import GRAPH_SUFFIXES, METADATA_FILE, is_export, open_artifact
+def resolve_model(path: str | Path, backend: str | None = None):
+    """``(kind, file or folder to load, artifact)`` for ``path``, by the rule in the module docstring.
+
+    kind is ".onnx", ".xml" or "checkpoint"; artifact is the opened ``Artifact`` of an export or a foreign dense
+    graph (``artifact.open_model_artifact``), None for a checkpoint folder or a bare graph. ``backend`` matters
+    only for a checkpoint folder that also holds ``model.onnx``: a graph backend runs the graph.
+
+    Raises:
+        LtpDeployError: a missing path, a folder that is none of these, a file that is no graph, damaged metadata.
+    """
+    from ltp_deploy.artifact import GRAPH_SUFFIXES, METADATA_FILE, open_model_artifact
     from ltp_deploy.checkpoint import CONFIG_FILE
 
+    path = Path(path)
     if not path.exists():
         raise LtpDeployError(f"{path} does not exist: pass a .onnx or .xml graph, an export folder or a "
                              "checkpoint folder.")
-    if is_export(path):
-        graph = open_artifact(path).graph
-        return graph.suffix, graph
+    art = open_model_artifact(path, prefer_graph=backend in _BACKENDS_FOR[".onnx"])
+    if art is not None:
+        return art.graph.suffix, art.graph, art
     if path.is_dir():
         if (path / CONFIG_FILE).is_file():
-            return "checkpoint", path
+            return "checkpoint", path, None
         raise LtpDeployError(f"{path} holds neither {METADATA_FILE} nor {CONFIG_FILE}: pass an export folder, "
-                             "a checkpoint folder, or a .onnx/.xml file.")
+                             "a checkpoint folder, a folder with model.onnx and its config.json (an Optimum "
+                             "export), or a .onnx/.xml file.")
     if path.suffix not in GRAPH_SUFFIXES:
         raise LtpDeployError(f"{path} is not a model file: pass a .onnx or .xml graph, an export folder or a "
                              "checkpoint folder.")
-    return path.suffix, path
+    return path.suffix, path, None
 
 
 def _parse_device(device: str) -> tuple[str, int]:
@@ -129,4 +150,4 @@ def _parse_device(device: str) -> tuple[str, int]:
     raise LtpDeployError(f"Unknown device {device!r}: use cpu or cuda (cuda:N for another GPU).")
 
 
-__all__ = ["BACKENDS", "DEVICES", "Runtime", "open_runtime"]
+__all__ = ["BACKENDS", "DEVICES", "Runtime", "open_runtime", "resolve_model"]

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 
+from ltp_deploy.artifact import FOREIGN_OUTPUTS, OUTPUT_NAMES
+from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes.inputs import InputLimits, check_batch
 
 
@@ -29,6 +32,8 @@ class Runtime(ABC):
     are widened on load, so ``weights`` says how they were stored) and ``load_seconds`` (wall time of loading
     and compiling, measured once in the constructor; the first ``run`` may still pay lazy initialisation).
     ``limits`` holds the model's input limits (``None`` for a bare graph without export metadata).
+    ``dense_layers`` is set for a graph without a ``kept_counts`` output (a foreign dense graph such as an Optimum
+    export): ``run`` then reports each row's real length as its kept count at every one of these layers.
     """
 
     name: str  # e.g. "onnxruntime-cpu"
@@ -39,6 +44,7 @@ class Runtime(ABC):
     load_seconds: float = 0.0
     single_sequence: bool = False  # the graph takes (1, T) inputs (``export --single-sequence``)
     limits: InputLimits | None = None  # vocab, token-type and length limits checked by ``run``
+    dense_layers: int | None = None  # the graph gives only logits; kept counts are the real lengths (``run``)
 
     def run(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Run one right-padded batch, checked before the runtime sees it (the contract: ``check_batch``).
@@ -57,13 +63,25 @@ class Runtime(ABC):
         feed = self.feed(batch)
         size = next(iter(feed.values())).shape[0]
         if not self.single_sequence or size == 1:
-            return self._infer(feed)
-        rows = [self._infer({n: a[i:i + 1] for n, a in feed.items()}) for i in range(size)]
-        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+            logits, kept = self._infer(feed)
+        else:
+            rows = [self._infer({n: a[i:i + 1] for n, a in feed.items()}) for i in range(size)]
+            logits = np.concatenate([r[0] for r in rows])
+            kept = None if self.dense_layers else np.concatenate([r[1] for r in rows])
+        if self.dense_layers:  # a graph that takes no mask runs every token as real
+            mask = feed.get("attention_mask")
+            kept = dense_kept_counts(np.ones_like(feed["input_ids"]) if mask is None else mask, self.dense_layers)
+        return logits, kept
 
     @abstractmethod
-    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One call of the model on ``feed`` (the output of ``feed``); outputs must not alias runtime memory."""
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """One call of the model on ``feed`` (the output of ``feed``); outputs must not alias runtime memory.
+        The kept counts are None for a graph without them (``dense_layers`` set)."""
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The graph outputs ``_infer`` reads: ``logits`` and ``kept_counts``, or ``logits`` alone."""
+        return FOREIGN_OUTPUTS if self.dense_layers else OUTPUT_NAMES
 
     def feed(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The inputs this model takes, checked (``check_batch``), as contiguous int64 arrays in ``input_names``
@@ -73,6 +91,40 @@ class Runtime(ABC):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, device={self.device!r}, precision={self.precision!r}, "
                 f"load_seconds={self.load_seconds:.3f})")
+
+
+def dense_kept_counts(attention_mask: np.ndarray, layers: int) -> np.ndarray:
+    """``(B, layers)`` int64 kept counts of a dense model: each row's real length (mask sum) at every layer."""
+    lengths = attention_mask.sum(axis=1, dtype=np.int64)  # (B,)
+    return np.repeat(lengths[:, None], layers, axis=1)
+
+
+def read_graph(path: str | Path, outputs: Iterable[str]) -> tuple[InputLimits | None, int | None]:
+    """``(limits, dense_layers)`` of the graph file ``path`` whose outputs are named ``outputs``: what a graph
+    adapter sets as ``limits`` and ``dense_layers``. The one place a runtime reads export metadata or config.json.
+
+    ``limits`` come from the export metadata or, for a foreign dense graph, the ``config.json`` beside it
+    (``artifact.open_model_artifact``); ``None`` for a bare graph, whose batches are then checked without limits.
+    ``dense_layers`` is None when the graph has ``kept_counts``; for a graph with only ``logits`` and a config,
+    the config's layer count.
+
+    Raises:
+        LtpDeployError: no ``logits`` output; no ``kept_counts`` and no ``config.json`` to count layers from (or
+            an ltp-deploy export without it); damaged metadata or config.
+    """
+    from ltp_deploy.artifact import open_model_artifact
+
+    names = set(outputs)
+    art = open_model_artifact(path, prefer_graph=True)
+    limits = InputLimits.of(art.config) if art else None
+    if "kept_counts" in names and "logits" in names:
+        return limits, None
+    if "logits" not in names or art is None or not art.foreign:
+        missing = "logits" if "logits" not in names else "kept_counts"
+        raise LtpDeployError(f"{path} has no output {missing!r}: it was not exported by ltp-deploy; export it with "
+                             "`ltp-deploy export`, or, for a dense classifier graph with a 'logits' output (e.g. "
+                             "`optimum-cli export onnx`), keep its config.json beside it.")
+    return limits, art.config.num_layers
 
 
 class LoadTimer:

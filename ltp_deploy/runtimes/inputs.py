@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -32,20 +31,6 @@ class InputLimits:
     def of(cls, config) -> InputLimits:
         """The limits of an ``EncoderConfig``."""
         return cls(int(config.vocab_size), int(config.type_vocab_size), int(config.max_length))
-
-
-def graph_limits(graph: str | Path) -> InputLimits | None:
-    """The limits of the config recorded in the export metadata beside ``graph``; ``None`` for a bare graph
-    (no ``ltp_deploy_export.json`` beside it), whose batches are then checked without limits.
-
-    The one place a runtime reads export metadata.
-
-    Raises:
-        LtpDeployError: the metadata is there but damaged (``open_artifact``).
-    """
-    from ltp_deploy.artifact import is_export, open_artifact
-
-    return InputLimits.of(open_artifact(graph).config) if is_export(graph) else None
 
 
 def check_batch(batch: Mapping, input_names: tuple[str, ...],

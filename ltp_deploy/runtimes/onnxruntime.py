@@ -15,8 +15,7 @@ import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.artifact import OUTPUT_NAMES
-from ltp_deploy.runtimes.base import LoadTimer, Runtime
-from ltp_deploy.runtimes.inputs import graph_limits
+from ltp_deploy.runtimes.base import LoadTimer, Runtime, read_graph
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _OUTPUT_DTYPES = {"logits": np.float32, "kept_counts": np.int64}
@@ -37,20 +36,21 @@ class OnnxRuntimeCPU(Runtime):
             self.session = _session(path, threads, ["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
-        self.limits = graph_limits(path)
+        self.limits, self.dense_layers = read_graph(path, (o.name for o in self.session.get_outputs()))
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        logits, kept = self.session.run(list(OUTPUT_NAMES), feed)
-        return logits, kept
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = self.session.run(list(self.output_names), feed)
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
 
 class OnnxRuntimeCUDA(Runtime):
     """An ``InferenceSession`` on the CUDA provider; never falls back to the CPU silently.
 
-    Inputs are copied to the GPU and both outputs are written into preallocated GPU buffers through IO
-    binding: their shapes, ``logits`` (B, C) and ``kept_counts`` (B, L), are known from the batch size alone
-    even though the graph's inner shapes depend on the data. Shape subgraphs (NonZero's count, TopK's K) still
-    run on the host; ONNX Runtime inserts the copies.
+    Inputs are copied to the GPU and the outputs are written into preallocated GPU buffers through IO
+    binding: their shapes, ``logits`` (B, C) and ``kept_counts`` (B, L) (absent from a foreign dense graph,
+    ``Runtime.dense_layers``), are known from the batch size alone even though the graph's inner shapes depend
+    on the data. Shape subgraphs (NonZero's count, TopK's K) still run on the host; ONNX Runtime inserts the
+    copies.
 
     Args:
         path: an ``.onnx`` file.
@@ -85,35 +85,37 @@ class OnnxRuntimeCUDA(Runtime):
             )
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
-        self.limits = graph_limits(path)
-        self._binder = IOBinder(self.session, "cuda", device_id)
+        self.limits, self.dense_layers = read_graph(path, (o.name for o in self.session.get_outputs()))
+        self._binder = IOBinder(self.session, "cuda", device_id, outputs=self.output_names)
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         return self._binder.run(feed)
 
 
 class IOBinder:
     """Runs a session through IO binding on one ORT device (``"cuda"``; ``"cpu"`` in tests).
 
-    The output buffers for the current batch size are allocated once and reused until the batch size changes.
+    ``outputs``: the (batch, fixed width) outputs to bind, ``logits`` first (``Runtime.output_names``); ``run``
+    returns ``(logits, kept_counts)``, kept counts None when only ``logits`` is bound. The output buffers for the
+    current batch size are allocated once and reused until the batch size changes.
     """
 
-    def __init__(self, session, device_type: str, device_id: int = 0):
-        self.session, self.device = session, (device_type, device_id)
-        self.widths = {o.name: _fixed_width(o) for o in session.get_outputs() if o.name in OUTPUT_NAMES}
-        missing = [n for n in OUTPUT_NAMES if n not in self.widths]
+    def __init__(self, session, device_type: str, device_id: int = 0, outputs: tuple[str, ...] = OUTPUT_NAMES):
+        self.session, self.device, self.outputs = session, (device_type, device_id), outputs
+        self.widths = {o.name: _fixed_width(o) for o in session.get_outputs() if o.name in outputs}
+        missing = [n for n in outputs if n not in self.widths]
         if missing:
             raise LtpDeployError(f"The graph has no output {missing[0]!r}: it was not exported by ltp-deploy; "
                                  "export it with `ltp-deploy export`.")
         self._batch_size, self._outputs = None, {}
 
-    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         from onnxruntime import OrtValue
 
         batch_size = next(iter(feed.values())).shape[0]
         if batch_size != self._batch_size:
             self._outputs = {n: OrtValue.ortvalue_from_shape_and_type((batch_size, self.widths[n]), _OUTPUT_DTYPES[n],
-                                                                       *self.device) for n in OUTPUT_NAMES}
+                                                                       *self.device) for n in self.outputs}
             self._batch_size = batch_size
         binding = self.session.io_binding()
         inputs = {n: OrtValue.ortvalue_from_numpy(a, *self.device) for n, a in feed.items()}  # alive until run ends
@@ -123,7 +125,8 @@ class IOBinder:
             binding.bind_ortvalue_output(n, value)
         self.session.run_with_iobinding(binding)
         # Copies: the buffers are reused by the next call (on ORT's CPU device numpy() would alias them).
-        return self._outputs["logits"].numpy().copy(), self._outputs["kept_counts"].numpy().copy()
+        kept = self._outputs.get("kept_counts")
+        return self._outputs["logits"].numpy().copy(), None if kept is None else kept.numpy().copy()
 
 
 def takes_single_sequence(session) -> bool:

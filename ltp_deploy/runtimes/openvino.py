@@ -16,9 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.artifact import OUTPUT_NAMES
-from ltp_deploy.runtimes.base import LoadTimer, Runtime
-from ltp_deploy.runtimes.inputs import graph_limits
+from ltp_deploy.runtimes.base import LoadTimer, Runtime, read_graph
 
 HINTS = ("latency", "throughput")
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO element type
@@ -71,21 +69,18 @@ class OpenVINOCPU(Runtime):
         self.weights = "fp16" if stores_fp16_weights(model) else "fp32"
         self.hint = hint
         self.input_names = tuple(p.get_any_name() for p in self.compiled.inputs)
-        self.limits = graph_limits(path)
         batch_axis = self.compiled.inputs[0].get_partial_shape()[0]
         self.single_sequence = batch_axis.is_static and batch_axis.get_length() == 1
         names = {name for p in self.compiled.outputs for name in p.get_names()}
-        missing = [n for n in OUTPUT_NAMES if n not in names]
-        if missing:
-            raise LtpDeployError(f"{path} has no output {missing[0]!r}: it was not exported by ltp-deploy; "
-                                 "export it with `ltp-deploy export`.")
+        self.limits, self.dense_layers = read_graph(path, names)
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         self.request.infer(feed)
         # Copies: the request reuses its output memory on the next call.
         logits = np.array(self.request.get_tensor("logits").data, dtype=np.float32)
-        kept = np.array(self.request.get_tensor("kept_counts").data, dtype=np.int64)
-        return logits, kept
+        if self.dense_layers:
+            return logits, None
+        return logits, np.array(self.request.get_tensor("kept_counts").data, dtype=np.int64)
 
 
 def cpu_capabilities(core) -> list[str]:
