@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ltp_deploy.artifact import METADATA_FILE, OUTPUT_NAMES
-from ltp_deploy.outputs import atomic_dir, check_output, write_json
+from ltp_deploy.outputs import atomic_dir, write_json
 from ltp_deploy.checkpoint import Checkpoint, save_tokenizer
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
@@ -76,8 +76,7 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
 
     if not (math.isfinite(atol) and atol >= 0):
         raise LtpDeployError(f"atol must be a finite number >= 0, got {atol}: e.g. --atol 1e-4.")
-    rules = {"inputs": (ckpt.path, *inputs), "overwrite": overwrite}
-    check_output(out, "export", **rules)
+    rules = {"inputs": (ckpt.path, *inputs), "overwrite": overwrite}  # atomic_dir checks them before any write
     model = ckpt.model.with_spec(None) if dense else ckpt.model
     tokenizer = ckpt.tokenizer()
     with progress_bar(total=3, description=f"export {target}") as advance, atomic_dir(out, "export", **rules) as tmp:
