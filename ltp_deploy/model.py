@@ -3,15 +3,15 @@
 Module and attribute names mirror Hugging Face's ``BertForSequenceClassification`` and
 ``RobertaForSequenceClassification`` so their state dicts load with ``strict=True``.
 
-What differs from the stock encoders is one step per pruning layer: right after the attention block, each
-sequence decides which tokens survive (``TokenPruner``) and the survivors are gathered into a shorter tensor
-(``gather_survivors``) before the feed-forward. Sequences in a batch keep different numbers of tokens; the batch
-is padded to the largest survivor count and the rest is masked. No Python loop over the batch, no ``.item()``,
-no branch on data: the graph exports with data-dependent shapes.
+The forward is packed (``ltp_deploy.packing``): right after the embeddings only the real tokens remain, as
+rows ``(N, D)``; every token-wise op runs on those rows, and attention alone re-pads them per sequence, with
+padding keys masked. A pruning layer decides, right after its attention block, which tokens survive
+(``TokenPruner``) and keeps their rows before the feed-forward: one NonZero and one Gather, with no re-padding.
+No Python loop over the batch, no ``.item()``, no branch on data: the graph exports with data-dependent shapes,
+and one graph serves batch 1 and batch N.
 
-``SingleSequenceClassifier`` is the batch-1 form of the same network for latency serving: padding leaves before
-the first layer, so no mask is built or applied anywhere, and each pruning step is one NonZero and one Gather
-along the token axis. Same weights, same decisions; fewer graph nodes (what OpenVINO pays for per inference).
+``SingleSequenceClassifier`` is the batch-1 form of the same network: with one sequence there is nothing to
+re-pad, so attention runs on the rows directly. Same weights, same decisions; fewer graph nodes.
 
 Example::
 
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.packing import OneSequence, Packed
 from ltp_deploy.spec import SCORE_FLOOR, PruningSpec
 
 ARCHS = ("bert", "roberta")
@@ -149,13 +150,17 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids, token_type_ids):  # (B, T), (B, T) -> (B, T, D)
+    def forward(self, input_ids, token_type_ids, rows=None):  # (B, T), (B, T), (N,) or None -> (B, T, D) or (1, N, D)
+        """Embed every slot, or with ``rows`` (indices into the flattened (B*T) batch) those slots only."""
         if self.cfg.arch == "roberta":
             # RoBERTa numbers real tokens from pad_token_id + 1 and gives padding the pad position.
             real = (input_ids != self.cfg.pad_token_id).long()
             positions = torch.cumsum(real, dim=1) * real + self.cfg.pad_token_id  # (B, T)
         else:
-            positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)  # (1, T)
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, T)
+        if rows is not None:
+            input_ids, positions, token_type_ids = (t.reshape(-1).index_select(0, rows)[None]
+                                                    for t in (input_ids, positions, token_type_ids))
         x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
         x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
@@ -170,15 +175,18 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x, key_bias=None):  # (B, T, D), (B, 1, 1, T) or None -> (B, T, D), (B, H, T, T)
-        heads = (*x.shape[:-1], self.num_heads, self.head_size)
-        q = self.query(x).view(heads).transpose(1, 2)  # (B, H, T, hs)
-        k = self.key(x).view(heads).transpose(1, 2)
-        v = self.value(x).view(heads).transpose(1, 2)
+    def forward(self, x, layout):  # (1, N, D) rows -> (1, N, D), (B, H, T, T)
+        """Q, K and V on the rows; the attention core on the rows re-padded by ``layout`` (``ltp_deploy.packing``)."""
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # one GEMM and one gather
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = layout.pad(nn.functional.linear(x, weight, bias))  # (B, T, 3D)
+        B, T = qkv.shape[:2]
+        q, k, v = qkv.view(B, T, 3 * self.num_heads, self.head_size).transpose(1, 2).split(self.num_heads, dim=1)
         logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, H, T, T)
+        key_bias = layout.key_bias
         probs = torch.softmax(logits if key_bias is None else logits + key_bias, dim=-1)
-        y = (probs @ v).transpose(1, 2).reshape(x.shape)  # (B, T, D)
-        return y, probs
+        y = (probs @ v).transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)  # (B, T, D)
+        return layout.unpad(y), probs
 
 
 class SelfOutput(nn.Module):
@@ -198,8 +206,8 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = SelfOutput(cfg)
 
-    def forward(self, x, key_bias=None):
-        y, probs = self.self(x, key_bias)
+    def forward(self, x, layout):  # (1, N, D) -> (1, N, D), (B, H, T, T)
+        y, probs = self.self(x, layout)
         return self.output(y, x), probs
 
 
@@ -278,25 +286,6 @@ def _rank_among_alive(scores, alive):  # (B, T), (B, T) or None -> (B, T) int64
     return beats.sum(dim=1)
 
 
-def gather_survivors(x, keep):  # (B, T, D), (B, T) -> (B, T', D), (B, T')
-    """Move each sequence's kept tokens to the front, in order, and cut the batch to T' = max kept count.
-
-    Slot k of sequence b takes the (k+1)-th kept token, whose position is the number of positions whose
-    inclusive running count of kept tokens is still <= k. Slots past a sequence's own count are padding.
-    """
-    B, T, D = x.shape
-    running = keep.long().cumsum(dim=1)  # (B, T)
-    n_keep = running[:, -1]  # (B,)
-    # nonzero() gives T' as a data-dependent shape (ONNX NonZero) without turning a tensor into a Python int.
-    slots = torch.nonzero(torch.arange(T, device=x.device) < n_keep.max()).squeeze(1)  # (T',)
-    src = (running[:, None, :] <= slots[None, :, None]).sum(dim=-1).clamp(max=T - 1)  # (B, T')
-    alive = slots[None, :] < n_keep[:, None]  # (B, T')
-    # One row gather from the flattened batch (ONNX Gather, which runtimes copy row-wise) instead of an
-    # element-wise GatherElements over (B, T', D) indices.
-    rows = (src + torch.arange(B, device=x.device)[:, None] * T).reshape(-1)  # (B * T',)
-    return x.reshape(B * T, D).index_select(0, rows).reshape(B, -1, D), alive
-
-
 class Layer(nn.Module):
     def __init__(self, cfg: EncoderConfig, pruner: TokenPruner | None):
         super().__init__()
@@ -305,23 +294,19 @@ class Layer(nn.Module):
         self.output = Output(cfg)
         self.pruner = pruner
 
-    def forward(self, x, alive, n_orig):  # (B, T, D), (B, T) or None, (B,) -> (B, T', D), (B, T') or None, (B,)
-        """Returns the output, the alive mask and the survivor count (None where this layer drops nothing).
+    def forward(self, x, layout, n_orig):  # (1, N, D), a layout, (B,) -> (1, N', D), (B,) or None
+        """Returns the output rows and the survivor count per sequence (None where this layer drops nothing).
 
-        ``alive=None`` is a single sequence without padding (``SingleSequenceClassifier``): no mask is built,
-        and the survivors are one Gather along the token axis.
+        The kept rows are taken right after the attention block, before the feed-forward; they stay in order,
+        so the next layout (``Packed``) follows from the counts alone.
         """
-        key_bias = None if alive is None else (~alive)[:, None, None, :].to(x.dtype) * torch.finfo(x.dtype).min
-        a, probs = self.attention(x, key_bias)
+        a, probs = self.attention(x, layout)
         count = None
         if self.pruner is not None:
-            keep = self.pruner(probs, alive, n_orig)  # (B, T)
-            if alive is None:
-                a, count = a.index_select(1, torch.nonzero(keep[0]).squeeze(1)), keep.sum(dim=1)  # T -> T'
-            else:
-                a, alive = gather_survivors(a, keep)  # T -> T'
-                count = alive.sum(dim=1)
-        return self.output(self.intermediate(a), a), alive, count
+            keep = self.pruner(probs, layout.alive, n_orig)  # (B, T) in the layout's slots; padding is False
+            rows = torch.nonzero(layout.unpad(keep[..., None]).flatten()).squeeze(1)  # (N',)
+            a, count = a.index_select(1, rows), keep.sum(dim=1)
+        return self.output(self.intermediate(a), a), count
 
 
 class Encoder(nn.Module):
@@ -330,13 +315,20 @@ class Encoder(nn.Module):
         self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i, cfg.max_position_embeddings))
                                    for i in range(cfg.num_layers))
 
-    def forward(self, x, alive, n_orig):  # -> (B, T_last, D), kept counts (B, L)
-        kept, count = [], n_orig
+    def forward(self, x, counts, n_orig, length=None):  # (1, N, D), (B,), (B,) -> (1, N', D), (B, L), layout
+        """Run the layers on packed rows; ``length`` (an upper bound on tokens per sequence) packs a batch, and
+        ``None`` runs one sequence (``OneSequence``). Returns the rows, the kept counts and the final layout."""
+        layout, kept = None, []
         for layer in self.layer:
-            x, alive, dropped = layer(x, alive, n_orig)
-            count = count if dropped is None else dropped
-            kept.append(count)
-        return x, torch.stack(kept, dim=1)
+            if layout is None:
+                layout = OneSequence() if length is None else Packed(counts, x.shape[1], length)
+            x, dropped = layer(x, layout, n_orig)
+            if dropped is not None:
+                counts, layout = dropped, (layout if length is None else None)
+            kept.append(counts)
+        if layout is None:
+            layout = Packed(counts, x.shape[1], length)
+        return x, torch.stack(kept, dim=1), layout
 
 
 def _pruner(spec: PruningSpec | None, i: int, max_tokens: int) -> TokenPruner | None:
@@ -408,11 +400,11 @@ class PrunedClassifier(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        alive = attention_mask.bool()  # (B, T)
         n_orig = attention_mask.sum(dim=1)  # (B,)
-        x = self.backbone.embeddings(input_ids, token_type_ids)  # (B, T, D)
-        x, kept_counts = self.backbone.encoder(x, alive, n_orig)  # (B, T_last, D), (B, L)
-        return self.head(x[:, 0]), kept_counts  # position 0 (CLS) is never dropped
+        rows = torch.nonzero(attention_mask.reshape(-1)).squeeze(1)  # (N,): the real tokens; padding leaves here
+        x = self.backbone.embeddings(input_ids, token_type_ids, rows)  # (1, N, D)
+        x, kept_counts, layout = self.backbone.encoder(x, n_orig, n_orig, input_ids.shape[1])
+        return self.head(layout.firsts(x)), kept_counts  # each sequence's first row is CLS, never dropped
 
     def head(self, cls):  # (B, D) -> (B, num_labels)
         if self.config.arch == "bert":
@@ -453,9 +445,9 @@ class SingleSequenceClassifier(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         m = self.model
-        x = m.backbone.embeddings(input_ids, token_type_ids)  # (1, T, D); positions count padding as usual
-        x = x.index_select(1, torch.nonzero(attention_mask[0]).squeeze(1))  # (1, n, D): padding leaves
-        x, kept_counts = m.backbone.encoder(x, None, attention_mask.sum(dim=1))
+        n_orig = attention_mask.sum(dim=1)  # (1,)
+        x = m.backbone.embeddings(input_ids, token_type_ids, torch.nonzero(attention_mask[0]).squeeze(1))  # (1, n, D)
+        x, kept_counts, _ = m.backbone.encoder(x, n_orig, n_orig)
         return m.head(x[:, 0]), kept_counts
 
 

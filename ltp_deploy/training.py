@@ -42,6 +42,7 @@ from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.flops import flops_reduction
 from ltp_deploy.model import PrunedClassifier, token_scores
+from ltp_deploy.packing import Padded
 from ltp_deploy.outputs import check_output
 from ltp_deploy.progress import progress_bar
 from ltp_deploy.spec import PruningSpec
@@ -253,19 +254,20 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
     """
     backbone = model.backbone
     alive = attention_mask.bool()  # (B, T): padding only; soft masking never removes a token
-    x = backbone.embeddings(input_ids, token_type_ids)  # (B, T, D)
-    key_bias = (~alive)[:, None, None, :].to(x.dtype) * torch.finfo(x.dtype).min  # (B, 1, 1, T)
-    is_cls = torch.arange(x.shape[1], device=x.device) == 0  # (T,): kept by the deployed rule, so never masked
+    layout = Padded(alive)  # every slot is a row, padding included
+    x = backbone.embeddings(input_ids, token_type_ids).flatten(0, 1)[None]  # (1, B*T, D)
+    is_cls = torch.arange(alive.shape[1], device=x.device) == 0  # (T,): kept by the deployed rule, never masked
     masks = []
     for i, layer in enumerate(backbone.encoder.layer):
-        a, probs = layer.attention(x, key_bias)  # (B, T, D), (B, H, T, T)
-        x = layer.output(layer.intermediate(a), a)  # (B, T, D)
+        a, probs = layer.attention(x, layout)  # (1, B*T, D), (B, H, T, T)
+        x = layer.output(layer.intermediate(a), a)  # (1, B*T, D)
         if learned[i]:
             s = token_scores(probs, alive, n_ref)  # (B, T)
             mask = torch.sigmoid((s - thresholds[i]) / temperature).masked_fill(is_cls, 1.0)  # (B, T)
-            x = x * mask[..., None]
+            x = x * mask.reshape(1, -1, 1)
             masks.append(mask)
-    return _head(model, x[:, 0]), torch.stack(masks, dim=1) if masks else x.new_zeros(x.shape[0], 0, x.shape[1])
+    masks = torch.stack(masks, dim=1) if masks else x.new_zeros(alive.shape[0], 0, alive.shape[1])
+    return _head(model, layout.firsts(x)), masks
 
 
 def _head(model: PrunedClassifier, cls):  # (B, D) -> (B, C), exactly as PrunedClassifier.forward
