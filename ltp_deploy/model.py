@@ -433,8 +433,9 @@ class SingleSequenceClassifier(nn.Module):
 
     ``forward(input_ids, attention_mask, token_type_ids=None)`` takes one sequence (1, T) and returns
     ``logits`` (1, num_labels) and ``kept_counts`` (1, L), equal to the batched model's row. Padding positions
-    leave before the first layer, so no attention mask is built and each pruning step is a NonZero and a Gather
-    on the token axis: about half the extra graph nodes of the batched form, which OpenVINO pays for per call.
+    leave before the first layer; the rows then are the block attention needs (``OneSequence``), so the graph has
+    no mask and no attention gathers, and each pruning step is a NonZero and a Gather: fewer nodes than the packed
+    batched form, which OpenVINO pays for per call (the faster form at batch 1 on both runtimes).
     """
 
     def __init__(self, model: PrunedClassifier):
