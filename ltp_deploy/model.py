@@ -315,9 +315,9 @@ class Encoder(nn.Module):
         self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i, cfg.max_position_embeddings))
                                    for i in range(cfg.num_layers))
 
-    def forward(self, x, counts, n_orig, length=None):  # (1, N, D), (B,), (B,) -> (1, N', D), (B, L), layout
+    def forward(self, x, counts, n_orig, length=None):  # (1, N, D), (B,), (B,) -> (1, N', D), (B, L)
         """Run the layers on packed rows; ``length`` (an upper bound on tokens per sequence) packs a batch, and
-        ``None`` runs one sequence (``OneSequence``). Returns the rows, the kept counts and the final layout."""
+        ``None`` runs one sequence (``OneSequence``). Returns the rows and the kept counts."""
         layout, kept = None, []
         for layer in self.layer:
             if layout is None:
@@ -326,9 +326,7 @@ class Encoder(nn.Module):
             if dropped is not None:
                 counts, layout = dropped, (layout if length is None else None)
             kept.append(counts)
-        if layout is None:
-            layout = Packed(counts, x.shape[1], length)
-        return x, torch.stack(kept, dim=1), layout
+        return x, torch.stack(kept, dim=1)
 
 
 def _pruner(spec: PruningSpec | None, i: int, max_tokens: int) -> TokenPruner | None:
@@ -403,8 +401,8 @@ class PrunedClassifier(nn.Module):
         n_orig = attention_mask.sum(dim=1)  # (B,)
         rows = torch.nonzero(attention_mask.reshape(-1)).squeeze(1)  # (N,): the real tokens; padding leaves here
         x = self.backbone.embeddings(input_ids, token_type_ids, rows)  # (1, N, D)
-        x, kept_counts, layout = self.backbone.encoder(x, n_orig, n_orig, input_ids.shape[1])
-        return self.head(layout.firsts(x)), kept_counts  # each sequence's first row is CLS, never dropped
+        x, kept_counts = self.backbone.encoder(x, n_orig, n_orig, input_ids.shape[1])
+        return self.head(Packed.first_rows(x, kept_counts[:, -1])), kept_counts  # first rows: CLS, never dropped
 
     def head(self, cls):  # (B, D) -> (B, num_labels)
         if self.config.arch == "bert":
@@ -448,7 +446,7 @@ class SingleSequenceClassifier(nn.Module):
         m = self.model
         n_orig = attention_mask.sum(dim=1)  # (1,)
         x = m.backbone.embeddings(input_ids, token_type_ids, torch.nonzero(attention_mask[0]).squeeze(1))  # (1, n, D)
-        x, kept_counts, _ = m.backbone.encoder(x, n_orig, n_orig)
+        x, kept_counts = m.backbone.encoder(x, n_orig, n_orig)
         return m.head(x[:, 0]), kept_counts
 
 

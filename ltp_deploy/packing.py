@@ -47,8 +47,9 @@ class Packed:
     def unpad(self, padded):  # (B, T, F) -> (1, N, F)
         return padded.flatten(0, 1).index_select(0, self.to_rows)[None]
 
-    def firsts(self, rows):  # (1, N, F) -> (B, F): each sequence's first row (CLS)
-        return rows.index_select(1, self.starts)[0]
+    @staticmethod
+    def first_rows(rows, counts):  # (1, N, F), (B,) -> (B, F): each sequence's first row (CLS)
+        return rows.index_select(1, counts.cumsum(dim=0) - counts)[0]
 
 
 class OneSequence:
@@ -64,10 +65,6 @@ class OneSequence:
     @staticmethod
     def unpad(padded):
         return padded
-
-    @staticmethod
-    def firsts(rows):  # (1, N, F) -> (1, F)
-        return rows[:, 0]
 
 
 class Padded:
