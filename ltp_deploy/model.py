@@ -4,7 +4,7 @@ Module and attribute names mirror Hugging Face's ``BertForSequenceClassification
 ``RobertaForSequenceClassification`` so their state dicts load with ``strict=True``.
 
 The forward is packed (``ltp_deploy.packing``): right after the embeddings only the real tokens remain, as
-rows ``(N, D)``; every token-wise op runs on those rows, and attention alone re-pads them per sequence, with
+rows ``(1, N, D)``; every token-wise op runs on those rows, and attention alone re-pads them per sequence, with
 padding keys masked. A pruning layer decides, right after its attention block, which tokens survive
 (``TokenPruner``) and keeps their rows before the feed-forward: one NonZero and one Gather, with no re-padding.
 No Python loop over the batch, no ``.item()``, no branch on data: the graph exports with data-dependent shapes,

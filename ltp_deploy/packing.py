@@ -20,6 +20,15 @@ from __future__ import annotations
 
 import torch
 
+
+def key_bias(alive):  # (B, T) bool -> (B, 1, 1, T): 0 for a real key, float32's lowest for padding
+    return (~alive)[:, None, None, :].float() * torch.finfo(torch.float32).min
+
+
+def first_rows_index(counts):  # (B,) -> (B,): the row where each sequence starts
+    return counts.cumsum(dim=0) - counts
+
+
 class Packed:
     """The layout of a packed batch: its real tokens are rows ``(1, N, D)``, sequence by sequence, in order.
 
@@ -31,15 +40,11 @@ class Packed:
     def __init__(self, counts, rows: int, length: int):  # (B,), N, an upper bound on T (the input length)
         slots = torch.nonzero(torch.arange(length, device=counts.device) < counts.max()).squeeze(1)  # (T,)
         self.alive = slots[None, :] < counts[:, None]  # (B, T)
-        self.starts = counts.cumsum(dim=0) - counts  # (B,): each sequence's first row
+        self.key_bias = key_bias(self.alive)
         last = torch.minimum(slots[None, :], counts[:, None] - 1)  # padding slots repeat the last row (masked)
-        self.to_padded = (self.starts[:, None] + last).flatten()  # (B*T,)
+        self.to_padded = (first_rows_index(counts)[:, None] + last).flatten()  # (B*T,)
         self.to_rows = torch.nonzero(self.alive.flatten()).squeeze(1)  # (N,): rows are the alive slots, in order
         torch._check(self.to_rows.shape[0] == rows)  # sum(counts) == N by construction; tell the tracer
-
-    @property
-    def key_bias(self):  # (B, 1, 1, T)
-        return (~self.alive)[:, None, None, :].float() * torch.finfo(torch.float32).min
 
     def pad(self, rows):  # (1, N, F) -> (B, T, F)
         return rows.index_select(1, self.to_padded).view(*self.alive.shape, rows.shape[-1])
@@ -49,7 +54,7 @@ class Packed:
 
     @staticmethod
     def first_rows(rows, counts):  # (1, N, F), (B,) -> (B, F): each sequence's first row (CLS)
-        return rows.index_select(1, counts.cumsum(dim=0) - counts)[0]
+        return rows.index_select(1, first_rows_index(counts))[0]
 
 
 class OneSequence:
@@ -73,7 +78,7 @@ class Padded:
 
     def __init__(self, alive):  # (B, T) bool
         self.alive = alive
-        self.key_bias = (~alive)[:, None, None, :].float() * torch.finfo(torch.float32).min
+        self.key_bias = key_bias(alive)
 
     def pad(self, rows):  # (1, B*T, F) -> (B, T, F)
         return rows.view(*self.alive.shape, rows.shape[-1])
