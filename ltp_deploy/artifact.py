@@ -1,8 +1,10 @@
 """What an exported artifact holds, opened in one place: the graph file, its ``EncoderConfig``, pruning spec,
 metadata and output names.
 
-An export folder holds one graph (``model.onnx``, or ``model.xml`` + ``model.bin``), the tokenizer files and
-``ltp_deploy_export.json``; a graph file inside such a folder opens the same artifact. Runtimes, ``bench``,
+An export folder holds its graph (``model.onnx``, or ``model.xml`` + ``model.bin``), usually the batch-1 form of
+the same network beside it (``model-b1.onnx`` / ``model-b1.xml``, metadata ``batch1_graph``: runtimes run it for
+batches of one), the tokenizer files and ``ltp_deploy_export.json``; a graph file inside such a folder opens the
+same artifact (the batch-1 file itself opens as a single-sequence artifact of its own). Runtimes, ``bench``,
 ``check`` and ``inspect`` all go through ``open_artifact``, so a broken folder fails the same way everywhere.
 
 A *foreign dense graph* is an ONNX graph that another tool exported, such as Hugging Face Optimum's
@@ -59,6 +61,7 @@ class Artifact:
     config: EncoderConfig
     spec: PruningSpec | None  # None: a dense export
     foreign: bool = False  # a foreign dense graph (``open_foreign``): no metadata, only ``logits``
+    batch1: Path | None = None  # the batch-1 graph that runs batches of one (None: ``graph`` runs every batch)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -72,7 +75,9 @@ class Artifact:
 
     @property
     def single_sequence(self) -> bool:
-        return bool(self.metadata.get("single_sequence", False))
+        """``graph`` is the batch-1 form (``export --single-sequence``, or the batch-1 file opened by name)."""
+        return bool(self.metadata.get("single_sequence", False)) or (
+            self.graph.name == self.metadata.get("batch1_graph"))
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -116,13 +121,12 @@ def open_artifact(path: str | Path) -> Artifact:
         raise LtpDeployError(f"{file} lacks a valid {(missing or ['graph/config'])[0]!r} entry: the export is "
                              "damaged; re-export it with `ltp-deploy export`.")
     folder = artifact_folder(path)
-    named = folder / meta["graph"]
-    if Path(meta["graph"]).name != meta["graph"] or named.suffix not in GRAPH_SUFFIXES:
-        raise LtpDeployError(f"{file} names {meta['graph']!r} as its graph, which is not a .onnx/.xml file in the "
-                             "folder: the export is damaged; re-export it.")
+    named = _named_graph(folder, meta, "graph", file)
+    batch1 = _named_graph(folder, meta, "batch1_graph", file) if meta.get("batch1_graph") is not None else None
     graph = path if path.is_file() else named
-    if not graph.is_file():
-        raise LtpDeployError(f"{graph} named by {METADATA_FILE} is missing: re-export the folder.")
+    for need in (graph, batch1):
+        if need is not None and not need.is_file():
+            raise LtpDeployError(f"{need} named by {METADATA_FILE} is missing: re-export the folder.")
     config = config_from_metadata(meta["config"], where=str(file))
     spec = None
     if meta.get("spec") is not None:
@@ -130,7 +134,16 @@ def open_artifact(path: str | Path) -> Artifact:
         if spec.num_layers != config.num_layers:
             raise LtpDeployError(f"The spec in {file} has {spec.num_layers} layers but the config has "
                                  f"{config.num_layers}: the export is damaged; re-export it.")
-    return Artifact(folder, graph, meta, config, spec)
+    return Artifact(folder, graph, meta, config, spec, batch1=batch1 if graph.name == named.name else None)
+
+
+def _named_graph(folder: Path, meta: dict, key: str, file: Path) -> Path:
+    """``folder / meta[key]``, checked to be a bare .onnx/.xml file name."""
+    name = meta[key]
+    if not isinstance(name, str) or Path(name).name != name or Path(name).suffix not in GRAPH_SUFFIXES:
+        raise LtpDeployError(f"{file} names {name!r} as its {key.replace('_', ' ')}, which is not a .onnx/.xml file "
+                             "in the folder: the export is damaged; re-export it.")
+    return folder / name
 
 
 def config_from_metadata(d: dict, where: str = "the export metadata") -> EncoderConfig:

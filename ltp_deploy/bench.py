@@ -110,6 +110,7 @@ BENCH_SCHEMA: dict[str, str] = {
     "models.*.precision": "str|null: arithmetic precision",
     "models.*.weights": "str|null: how the graph stores its weights ('fp32', 'fp16')",
     "models.*.single_sequence": "bool: a batch-1 graph (export --single-sequence), called once per row of a batch",
+    "models.*.batch1_graph": "bool: batches of one ran the export's separate batch-1 graph (model-b1.onnx/.xml)",
     "models.*.pruning": "str: 'dense', 'absolute_threshold' or 'topk'",
     "models.*.spec": "map|null: the pruning spec as in export metadata (mode, thresholds or keep rates, n_ref)",
     "models.*.load_s": "float: load and compile time in seconds (as the runtime measured it)",
@@ -294,6 +295,8 @@ def _open(role: str, info: ModelInfo, s: BenchSettings) -> _Loaded:
 
 
 def _model_entry(m: _Loaded) -> dict:
+    from ltp_deploy.runtimes.base import BatchOneRouter
+
     rt = m.runtime
     load_s = rt.load_seconds
     return {
@@ -304,6 +307,7 @@ def _model_entry(m: _Loaded) -> dict:
         "precision": rt.precision,
         "weights": rt.weights,
         "single_sequence": rt.single_sequence,
+        "batch1_graph": isinstance(rt, BatchOneRouter),
         "pruning": m.info.pruning,
         "spec": m.info.spec,
         "load_s": _r(load_s),

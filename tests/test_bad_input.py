@@ -164,6 +164,12 @@ def _truncated_graph(command: str):
     return setup
 
 
+def _missing_batch1_graph(b: Path, w: Path) -> list:
+    folder = _copy(b / "export", w, "export-without-b1")
+    (folder / "model-b1.onnx").unlink()
+    return ["bench", folder, "--batch-size", "1"]
+
+
 def _config_edit(**changes):
     def setup(b: Path, w: Path) -> list:
         folder = _copy(b / "ckpt", w, "edited-ckpt")
@@ -281,6 +287,10 @@ CASES = [
                        ["bench", w / "e"])[2], "does not hold a JSON object"),
     Case("metadata-without-config", _metadata_edit(config=None), "lacks a valid"),
     Case("metadata-graph-outside-the-folder", _metadata_edit(graph="../model.onnx"), "is not a .onnx/.xml file"),
+    Case("metadata-batch1-graph-outside-the-folder", _metadata_edit(batch1_graph="../model-b1.onnx"),
+         "as its batch1 graph, which is not a .onnx/.xml file"),
+    Case("export-batch1-graph-missing", _missing_batch1_graph,
+         "model-b1.onnx named by ltp_deploy_export.json is missing"),
     Case("metadata-config-incomplete", _metadata_edit(config={"arch": "bert"}), "is incomplete"),
     Case("inspect-a-weights-file", lambda b, w: ["inspect", b / "ckpt" / "model.safetensors"], "not a graph file"),
     Case("bench-batch-size-zero", lambda b, w: ["bench", b / "export", "--batch-size", "0"], "at least 1"),

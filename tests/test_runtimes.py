@@ -179,6 +179,43 @@ def test_single_sequence_graph_runs_row_by_row(subject, target):
     assert not open_runtime(subject.onnx).single_sequence and not open_runtime(subject.xml).single_sequence
 
 
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_default_export_runs_batches_of_one_on_its_batch1_graph(subject, target):
+    """The default export holds the packed graph and the batch-1 graph; both agree with torch on every batch, and
+    the folder's runtime sends exactly the batches of one to the batch-1 graph."""
+    from ltp_deploy.runtimes.base import BatchOneRouter
+
+    graph = subject.onnx if target == "onnx" else subject.xml
+    meta = read_metadata(graph)
+    assert meta["batch1_graph"] == f"model-b1{graph.suffix}" and meta["batch1_validation"]["passed"]
+    router = open_runtime(graph.parent)
+    assert isinstance(router, BatchOneRouter) and router.name == router.batched.name
+    assert router.single.single_sequence and not router.batched.single_sequence
+    for name in ("b1", "mixed"):  # each graph alone, the packed one at batch 1 too
+        assert_agrees(subject, router.batched, subject.batches[name])
+        assert_agrees(subject, router.single, subject.batches[name])
+    calls = []
+    for part in ("batched", "single"):
+        runtime = getattr(router, part)
+        infer = runtime._infer
+        runtime._infer = lambda feed, infer=infer, part=part: calls.append(part) or infer(feed)
+    for name in ("b1", "mixed", "b1"):
+        assert_agrees(subject, router, subject.batches[name])
+    assert calls == ["single", "batched", "single"]
+    alone = open_runtime(graph.parent / meta["batch1_graph"])  # naming the batch-1 file loads it alone
+    assert not isinstance(alone, BatchOneRouter) and alone.single_sequence
+
+
+def test_export_without_batch1_graph_runs_one_graph(roberta, tmp_path):
+    from ltp_deploy.runtimes.base import BatchOneRouter
+
+    out = export_onnx(roberta.ckpt, tmp_path / "one", batch1_graph=False).folder
+    assert read_metadata(out)["batch1_graph"] is None and not (out / "model-b1.onnx").exists()
+    runtime = open_runtime(out)
+    assert not isinstance(runtime, BatchOneRouter)
+    assert_agrees(roberta, runtime, roberta.batches["b1"])
+
+
 def test_runtime_attributes(subject):
     expected = {"onnxruntime-cpu": "onnxruntime-cpu", "openvino-xml": "openvino-cpu",
                 "openvino-onnx": "openvino-cpu", "torch": "torch-cpu"}
@@ -218,7 +255,7 @@ def test_io_binding_matches_plain_run(roberta):
     """The CUDA adapter's IO-binding path, run on ORT's CPU device where no GPU is present."""
     from ltp_deploy.runtimes.onnxruntime import IOBinder
 
-    runtime = open_runtime(roberta.onnx)
+    runtime = open_runtime(roberta.onnx).batched  # the packed graph at every batch size, as the binder runs it
     binder = IOBinder(runtime.session, "cpu")
     assert binder.widths == {"logits": 3, "kept_counts": 4}
     for name in ("mixed", "b1", "b1", "mixed"):  # batch size changes reallocate the output buffers

@@ -45,6 +45,9 @@ def export(
     single_sequence: Annotated[bool, typer.Option(
         "--single-sequence", help="Batch-1 graph for latency serving: inputs (1, length), padding dropped up front, "
                                   "no masks inside; larger batches run one row per call.")] = False,
+    batch1_graph: Annotated[bool, typer.Option(
+        "--batch1-graph/--no-batch1-graph", help="Also write the batch-1 graph (model-b1.onnx/.xml) that runtimes "
+                                                 "run for batches of one (the faster form there).")] = True,
     spec: Annotated[Optional[Path], typer.Option(
         "--spec", help="A pruning_spec.json (or its folder) to use instead of the checkpoint's own.")] = None,
     data: Data = None,
@@ -83,13 +86,13 @@ def export(
         from ltp_deploy.exporters.openvino import export_openvino
 
         result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision,
-                                 single_sequence=single_sequence, **rules)
+                                 single_sequence=single_sequence, batch1_graph=batch1_graph, **rules)
     else:
         from ltp_deploy.exporters.onnx import export_onnx
 
         result = export_onnx(ckpt, output, dense=dense, examples=examples,
                              atol=1e-4 if atol is None else atol, opset=opset, single_sequence=single_sequence,
-                             **rules)
+                             batch1_graph=batch1_graph, **rules)
     print(summary(result.graph, result.metadata), file=sys.stdout)
 
 
@@ -100,6 +103,11 @@ def summary(graph: Path, metadata: dict) -> str:
     kept = (f"kept counts identical except {len(tolerated)} random-input case(s) tolerated for fp16"
             if tolerated else "kept counts identical")
     form = ", single sequence" if metadata.get("single_sequence") else ""
+    batch1 = metadata.get("batch1_graph")
+    also = ""
+    if batch1:
+        b = metadata["batch1_validation"]
+        also = f"; batch-1 graph {batch1}: max |logit diff| {b['max_abs_diff']:.1e}"
     return (f"exported {graph} ({metadata['pruning']}{form}, {metadata['precision']}, opset {metadata['opset']}): "
             f"validated on {len(v['cases'])} cases in {v['runtime']}, max |logit diff| {v['max_abs_diff']:.1e} "
-            f"(atol {v['atol']:.0e}), {kept}")
+            f"(atol {v['atol']:.0e}), {kept}{also}")

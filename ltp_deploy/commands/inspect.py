@@ -58,6 +58,7 @@ def describe(path: Path) -> dict:
         "opset": meta.get("opset"),
         "precision": meta.get("precision"),
         "single_sequence": art.single_sequence,
+        "batch1_graph": str(art.batch1) if art.batch1 else None,
         "graph_io": _graph_io(art.graph),
         "source": meta.get("source"),
         "validation": {k: (meta.get("validation") or {}).get(k) for k in ("runtime", "passed", "max_abs_diff", "atol")},

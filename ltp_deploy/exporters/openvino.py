@@ -35,6 +35,7 @@ from ltp_deploy.exporters.onnx import EXPORTER, torch_to_onnx
 from ltp_deploy.model import PrunedClassifier
 
 GRAPH_FILE = "model.xml"  # model.bin is written beside it
+BATCH1_FILE = "model-b1.xml"  # the batch-1 form (+ model-b1.bin), as in exporters.onnx
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2}
 VALIDATION_PRECISION_HINT = "f32"
@@ -48,7 +49,7 @@ def default_atol(precision: str) -> float:
 
 def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
                     atol: float | None = None, precision: str = "fp32", single_sequence: bool = False,
-                    overwrite: bool = False, inputs=()) -> ExportResult:
+                    batch1_graph: bool = True, overwrite: bool = False, inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.xml`` (+ ``model.bin``) with its tokenizer and metadata, validated in OpenVINO.
 
     Args:
@@ -58,7 +59,8 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         examples: real sentences for validation (default: a small built-in set).
         atol: largest allowed |logit difference| against torch (default: ``default_atol(precision)``).
         precision: stored weights, "fp32" or "fp16" (see the module docstring for the fp16 validation rule).
-        single_sequence: export the batch-1 form, as in ``export_onnx``.
+        single_sequence, batch1_graph: the batch-1 form alone, or beside the batched graph (``model-b1.xml``),
+            as in ``export_onnx``.
         overwrite, inputs: the output rules, as in ``export_onnx``.
 
     Returns:
@@ -79,20 +81,21 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
 
     _check_precision(precision)
 
-    def write_graph(model: PrunedClassifier, folder: Path) -> dict:
+    def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
         with tempfile.TemporaryDirectory(prefix="ltp-deploy-onnx-") as onnx_dir:
             onnx_path = Path(onnx_dir) / "model.onnx"
-            opset = torch_to_onnx(model, onnx_path, single_sequence=single_sequence)
-            ov.save_model(ov.convert_model(str(onnx_path)), str(folder / GRAPH_FILE),
+            opset = torch_to_onnx(model, onnx_path, single_sequence=single)
+            ov.save_model(ov.convert_model(str(onnx_path)), str(path),
                           compress_to_fp16=(precision == "fp16"))  # save_model compresses by default
-        return {"opset": opset, "exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single_sequence}
+        return {"opset": opset, "exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
 
     def open_for_validation(path: Path):
         return OpenVINOCPU(path, precision="fp32")  # INFERENCE_PRECISION_HINT=f32, whatever the CPU prefers
 
     return export_validated(
         ckpt, out, target="openvino", graph_file=GRAPH_FILE, write_graph=write_graph,
-        open_for_validation=open_for_validation, dense=dense, examples=examples,
+        open_for_validation=open_for_validation, single_sequence=single_sequence,
+        batch1_file=BATCH1_FILE if batch1_graph and not single_sequence else None, dense=dense, examples=examples,
         atol=DEFAULT_ATOL[precision] if atol is None else atol, precision=precision,
         tolerate_random_flips=(precision == "fp16"),
         validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT}, overwrite=overwrite, inputs=inputs,

@@ -54,17 +54,22 @@ class ExportValidationError(LtpDeployError):
 
 
 def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_file: str,
-                     write_graph: Callable[[PrunedClassifier, Path], dict], open_for_validation: Callable,
+                     write_graph: Callable[[PrunedClassifier, Path, bool], dict], open_for_validation: Callable,
+                     single_sequence: bool = False, batch1_file: str | None = None,
                      dense: bool = False, examples=None, atol: float = 1e-4, precision: str = "fp32",
                      tolerate_random_flips: bool = False, validation_notes: dict | None = None,
                      overwrite: bool = False, inputs=()) -> ExportResult:
-    """The steps every target shares: write the graph into a temporary folder, save the tokenizer, validate the
-    graph in its runtime against the torch model, compare with LTP's masked rule, write the metadata, and only
-    then move the folder to ``out``.
+    """The steps every target shares: write the graph (and the batch-1 graph) into a temporary folder, save the
+    tokenizer, validate each graph in its runtime against the torch model, compare with LTP's masked rule, write
+    the metadata, and only then move the folder to ``out``.
 
     Args:
-        write_graph: ``(model, folder) -> dict`` writes ``folder/graph_file``; returns metadata (opset, exporter).
+        write_graph: ``(model, path, single_sequence) -> dict`` writes the graph file ``path``, in the batch-1
+            form (``SingleSequenceClassifier``) when ``single_sequence``; returns metadata (opset, exporter).
         open_for_validation: ``path -> Runtime`` that runs the graph with f32 arithmetic.
+        single_sequence: ``graph_file`` is the batch-1 form (``export --single-sequence``).
+        batch1_file: also write the batch-1 form to this file, which runtimes then run for batches of one
+            (metadata ``batch1_graph``; its validation is ``batch1_validation``).
         validation_notes: recorded beside the validation results (e.g. the precision hint used).
         overwrite, inputs: the output rules (``outputs.check_output``); ``ckpt.path`` is always an input.
         (the rest as in ``export_onnx``)
@@ -79,24 +84,34 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
     rules = {"inputs": (ckpt.path, *inputs), "overwrite": overwrite}  # atomic_dir checks them before any write
     model = ckpt.model.with_spec(None) if dense else ckpt.model
     tokenizer = ckpt.tokenizer()
-    with progress_bar(total=3, description=f"export {target}") as advance, atomic_dir(out, "export", **rules) as tmp:
-        graph_meta = write_graph(model, tmp)
+    files = {graph_file: single_sequence, **({batch1_file: True} if batch1_file else {})}
+    with progress_bar(total=2 + len(files), description=f"export {target}") as advance, \
+            atomic_dir(out, "export", **rules) as tmp:
+        graph_meta = [write_graph(model, tmp / file, single) for file, single in files.items()][0]
         save_tokenizer(tokenizer, tmp)
-        advance(description=f"validate {target}")
-        runtime = open_for_validation(tmp / graph_file)
-        report = validate(runtime, model, validation_cases(tokenizer, model, examples), atol, tolerate_random_flips)
-        del runtime  # release the graph file before the folder moves
+        cases = validation_cases(tokenizer, model, examples)
+        reports = {}
+        for file in files:
+            advance(description=f"validate {target} {file}")
+            runtime = open_for_validation(tmp / file)
+            reports[file] = validate(runtime, model, cases, atol, tolerate_random_flips)
+            del runtime  # release the graph file before the folder moves
         advance(description="compare with the masked rule")
+        notes = validation_notes or {}
+        batch1 = {"batch1_graph": batch1_file,
+                  "batch1_validation": {**reports[batch1_file].to_dict(), **notes} if batch1_file else None}
         metadata = export_metadata(
             ckpt, model.spec, target, graph_file, inputs=list(model.config.input_names), outputs=list(OUTPUT_NAMES),
-            precision=precision, **graph_meta, validation={**report.to_dict(), **(validation_notes or {})},
+            precision=precision, **graph_meta, validation={**reports[graph_file].to_dict(), **notes}, **batch1,
             reference=reference_agreement(model, tokenizer, examples),
         )
-        if not report.passed:
-            raise ExportValidationError(
-                f"Exported graph disagrees with the torch model in {report.runtime} ({'; '.join(report.failures())})"
-                ": nothing was written; report this with the checkpoint, or loosen --atol if the gap is numerical."
-            )
+        for file, report in reports.items():
+            if not report.passed:
+                raise ExportValidationError(
+                    f"Exported graph {file} disagrees with the torch model in {report.runtime} "
+                    f"({'; '.join(report.failures())}): nothing was written; report this with the checkpoint, or "
+                    "loosen --atol if the gap is numerical."
+                )
         write_json(tmp / METADATA_FILE, metadata)
         advance()
     return ExportResult(Path(out), Path(out) / graph_file, metadata)

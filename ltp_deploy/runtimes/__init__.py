@@ -6,7 +6,7 @@ path                                   backend (first row: default)    devices  
 ``model.onnx``                         onnxruntime                  cpu, cuda  fp32
 ``model.onnx``                         openvino                     cpu        fp32, bf16
 ``model.xml`` (OpenVINO IR)            openvino                     cpu        fp32, bf16
-export folder (ltp_deploy_export)      as its graph file            as above   as above
+export folder (ltp_deploy_export)      as its graph file(s)         as above   as above
 dense ONNX folder (model.onnx and      as ``model.onnx``            as above   as above
 config.json, no weights: Optimum)
 checkpoint folder (config.json and     torch                        cpu, cuda  fp32
@@ -19,6 +19,10 @@ The rule (``resolve_model``): a folder with ``ltp_deploy_export.json`` is an exp
 torch, unless ``--backend onnxruntime|openvino`` is given and it also holds ``model.onnx``, which then runs.
 A foreign graph has only ``logits``: its adapter reports each row's real length as the kept count of every
 layer (a dense model keeps every token).
+
+An export folder that holds a batch-1 graph beside its batched one (``artifact.Artifact.batch1``, the default
+export), loads both into one ``BatchOneRouter``, from the folder or its batched graph file: batches of one run the
+batch-1 graph. Naming the batch-1 file loads it alone.
 
 Invalid combinations raise one ``LtpDeployError`` naming the valid options; nothing falls back silently.
 
@@ -68,7 +72,7 @@ def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = No
 
         rt = open_runtime("out/sst2-onnx", device="cpu", backend="openvino", threads=4)
     """
-    kind, graph, _ = resolve_model(Path(path), backend)
+    kind, graph, art = resolve_model(Path(path), backend)
     device_type, device_id = _parse_device(device)
     if backend is not None and backend not in BACKENDS:
         raise LtpDeployError(f"Unknown backend {backend!r}: use one of {', '.join(BACKENDS)}.")
@@ -92,7 +96,12 @@ def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = No
                              "--backend openvino.")
     if threads is not None and threads < 1:
         raise LtpDeployError(f"threads must be a positive number, got {threads}: leave it out for the default.")
-    return _load(backend, device_type, device_id, graph, threads, precision, hint)
+    runtime = _load(backend, device_type, device_id, graph, threads, precision, hint)
+    if art is None or art.batch1 is None:
+        return runtime
+    from ltp_deploy.runtimes.base import BatchOneRouter
+
+    return BatchOneRouter(runtime, _load(backend, device_type, device_id, art.batch1, threads, precision, hint))
 
 
 def _load(backend, device_type, device_id, graph, threads, precision, hint) -> Runtime:

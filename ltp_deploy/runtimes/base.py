@@ -139,3 +139,28 @@ class LoadTimer:
 
     def __exit__(self, *exc) -> None:
         self.runtime.load_seconds = time.perf_counter() - self.start
+
+
+class BatchOneRouter(Runtime):
+    """An export's two graphs behind one ``Runtime``: batches of one run ``single`` (the batch-1 graph, fewer
+    nodes), larger batches run ``batched``. Both are loaded by the same adapter with the same options; every
+    attribute (``name``, ``precision``, ``weights``, ``limits``, an adapter's ``session`` or ``compiled``) is
+    ``batched``'s, except ``load_seconds``: the sum of both loads."""
+
+    def __init__(self, batched: Runtime, single: Runtime):
+        self.batched, self.single = batched, single
+        self.name, self.device, self.input_names = batched.name, batched.device, batched.input_names
+        self.precision, self.weights, self.limits = batched.precision, batched.weights, batched.limits
+        self.load_seconds = batched.load_seconds + single.load_seconds
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        size = next(iter(feed.values())).shape[0]
+        return (self.single if size == 1 else self.batched)._infer(feed)
+
+    def __getattr__(self, name: str):  # only for attributes not set on the router itself
+        if name in ("batched", "single"):
+            raise AttributeError(name)
+        return getattr(self.batched, name)
+
+    def __repr__(self) -> str:
+        return f"BatchOneRouter(batched={self.batched!r}, single={self.single!r})"
