@@ -166,7 +166,7 @@ class BenchSettings:
     model: Path
     device: str = "cpu"
     backend: str | None = None  # None: chosen from the file type (.onnx -> onnxruntime, .xml -> openvino)
-    data: str | None = None  # a data file; None: the GLUE task's dev split (default SST-2)
+    data: str | None = None  # a data file; None: the task's dev split (default SST-2)
     task: str | None = None
     text_column: str | int | None = None
     text_pair_column: str | int | None = None

@@ -75,7 +75,6 @@ from ltp_deploy.check_report import (  # noqa: F401 (the report's schema and ren
 
 SCHEMA_VERSION = 1
 KIND = "ltp-deploy-check"
-DEFAULT_MAX_LENGTH = 128  # LTP's GLUE runs use 128; longer inputs are truncated like in training
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_DECISION_MISMATCH = 0.01  # applied whenever a reference is given
 GATES = ("min-metric", "max-drop", "max-decision-mismatch")
@@ -87,7 +86,7 @@ class CheckSettings:
     """One check; every option is validated when the settings are built, before anything loads."""
 
     model: Path  # an export folder or the graph file inside it
-    task: str | None = None  # GLUE task: columns, labels and metrics; with data=None its dev split is used
+    task: str | None = None  # task: columns, labels and metrics; with data=None its dev split is used
     data: str | None = None  # a .tsv/.csv/.jsonl file (or hub:NAME) instead of the GLUE dev split
     text_column: str | int | None = None
     text_pair_column: str | int | None = None
@@ -102,7 +101,7 @@ class CheckSettings:
     precision: str = "fp32"  # OpenVINO: f32 unless bf16 is asked for (bf16 flips decisions near thresholds)
     batch_size: int = DEFAULT_BATCH_SIZE
     max_examples: int | None = None
-    max_length: int | None = None  # None: the graph's maximum, capped at DEFAULT_MAX_LENGTH
+    max_length: int | None = None  # None: the graph's maximum, capped at the task's (data.default_max_length)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", Path(self.model))
@@ -167,15 +166,6 @@ def _read_export(path: Path):
     return open_artifact(path)
 
 
-def _metric_names(examples) -> tuple[str, ...]:
-    """The metrics ``compute_metrics`` reports for these examples (first: the primary metric)."""
-    from ltp_deploy.data import get_task
-
-    if examples.task:
-        return get_task(examples.task).metrics
-    return ("pearson", "spearman") if examples.is_regression else ("accuracy",)
-
-
 def _load_examples(s: CheckSettings):
     from ltp_deploy.data import load_examples
 
@@ -233,9 +223,9 @@ def _refuse_export_as_reference(reference: Path) -> None:
 
 def _gated_metric(s: CheckSettings, examples) -> str:
     """The metric the gates use; a --min-metric outside that metric's range is refused."""
-    from ltp_deploy.data import METRIC_RANGES
+    from ltp_deploy.metrics import METRIC_RANGES, metric_names
 
-    available = _metric_names(examples)
+    available = metric_names(examples)
     metric = s.metric or available[0]
     if metric not in available:
         raise LtpDeployError(f"{examples.task or examples.source} reports {', '.join(available)}, not {metric!r}: "
@@ -395,9 +385,11 @@ def _run_models(runtime, export, ckpt, tokenizer, examples, max_length: int, bat
 
 
 def _max_length(s: CheckSettings, config) -> int:
+    from ltp_deploy.data import default_max_length
+
     limit = config.max_length
     if s.max_length is None:
-        return min(limit, DEFAULT_MAX_LENGTH)
+        return min(limit, default_max_length(s.task))
     if s.max_length > limit:
         raise LtpDeployError(f"--max-length {s.max_length} exceeds the graph's maximum input length of {limit} "
                              "tokens: use a shorter length.")
@@ -420,7 +412,7 @@ def _truncated(tokenizer, examples, max_length: int) -> int:
 
 
 def _result(examples, out: _Outputs, cfg: dict, lengths: np.ndarray, metric: str) -> dict:
-    from ltp_deploy.data import compute_metrics, predictions_from_logits
+    from ltp_deploy.metrics import compute_metrics, predictions_from_logits
     from ltp_deploy.flops import flops_reduction
 
     metrics = compute_metrics(examples, predictions_from_logits(out.logits, examples.is_regression))
@@ -430,7 +422,7 @@ def _result(examples, out: _Outputs, cfg: dict, lengths: np.ndarray, metric: str
 
 
 def _agreement(examples, graph: _Outputs, ref: _Outputs, cls_pruned: np.ndarray) -> dict:
-    from ltp_deploy.data import predictions_from_logits
+    from ltp_deploy.metrics import predictions_from_logits
 
     n = len(examples)
     compared = ~cls_pruned  # (N,): the reference kept CLS, so both rules must decide alike

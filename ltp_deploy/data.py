@@ -1,4 +1,4 @@
-"""The one data loader: GLUE task folders, generic CSV/TSV/JSONL tables, metrics and tokenisation.
+"""The one data loader: GLUE task folders, IMDB, generic CSV/TSV/JSONL tables and tokenisation (metrics: ``metrics``).
 
 GLUE files are read as published (tab-separated, no quoting, optional UTF-8 BOM) from
 ``$GLUE_DIR/<TASK>/{train,dev}.tsv``. Every loader returns an :class:`Examples`; texts are stripped.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ Column = str | int
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Layout and metrics of one GLUE task; ``metrics[0]`` is the primary metric."""
+    """Layout and metrics of one task (GLUE or IMDB); ``metrics[0]`` is the primary metric."""
 
     name: str
     folder: str
@@ -38,12 +37,16 @@ class TaskSpec:
     has_header: bool = True
     n_columns: int | None = None  # only checked for headerless files
     skip_short_rows: bool = False  # QQP's train.tsv has a few truncated rows; they are dropped
+    # Tokens per example unless --max-length says otherwise: past every SST-2 sentence (dev max 55); most GLUE
+    # pairs; IMDB reviews are truncated at BERT's 512 positions.
+    max_length: int = 128
+    source: str = "glue"  # "glue": $GLUE_DIR/<folder>; "imdb": $IMDB_DIR/train.tsv with a held-out dev slice
 
 
 _BIN = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
 TASKS: dict[str, TaskSpec] = {
-    "sst2": TaskSpec("sst2", "SST-2", "sentence", None, "label", _BIN, False, ("accuracy",)),
+    "sst2": TaskSpec("sst2", "SST-2", "sentence", None, "label", _BIN, False, ("accuracy",), max_length=64),
     "mrpc": TaskSpec("mrpc", "MRPC", "#1 String", "#2 String", "Quality", _BIN, False, ("accuracy", "f1")),
     "stsb": TaskSpec("stsb", "STS-B", "sentence1", "sentence2", "score", None, True, ("pearson", "spearman")),
     "qnli": TaskSpec("qnli", "QNLI", "question", "sentence", "label", _NLI2, False, ("accuracy",)),
@@ -53,7 +56,12 @@ TASKS: dict[str, TaskSpec] = {
                     skip_short_rows=True),
     "mnli": TaskSpec("mnli", "MNLI", "sentence1", "sentence2", "gold_label",
                      ("contradiction", "entailment", "neutral"), False, ("accuracy",), dev_file="dev_matched.tsv"),
+    "imdb": TaskSpec("imdb", "IMDB", "sentence", None, "label", _BIN, False, ("accuracy",), max_length=512,
+                     source="imdb"),
 }
+# IMDB has no dev file: a seeded slice of its train.tsv is held out as dev and never trained on.
+IMDB_DEV_SIZE = 2000
+IMDB_SEED = 2011
 # Column names of the GLUE tasks on the Hugging Face hub ("glue" / "nyu-mll/glue"), for ``hub:`` data.
 _HUB_COLUMNS = {"sst2": ("sentence", None), "cola": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
                 "stsb": ("sentence1", "sentence2"), "rte": ("sentence1", "sentence2"),
@@ -61,15 +69,20 @@ _HUB_COLUMNS = {"sst2": ("sentence", None), "cola": ("sentence", None), "mrpc": 
 
 
 def get_task(name: str) -> TaskSpec:
-    """Return the spec of a GLUE task; ``"SST-2"``, ``"sst_2"`` and ``"sst2"`` are the same task.
+    """Return the spec of a task (GLUE or IMDB); ``"SST-2"``, ``"sst_2"`` and ``"sst2"`` are the same task.
 
     Raises:
         LtpDeployError: the name is not a known task.
     """
     key = re.sub(r"[-_\s]", "", str(name)).lower()
     if key not in TASKS:
-        raise LtpDeployError(f"Unknown GLUE task {name!r}: use one of {', '.join(TASKS)}.")
+        raise LtpDeployError(f"Unknown task {name!r}: use one of {', '.join(TASKS)}.")
     return TASKS[key]
+
+
+def default_max_length(task: str | None) -> int:
+    """Tokens per example when no --max-length is given: the task's own (SST-2 64, IMDB 512), else 128 (LTP's)."""
+    return get_task(task).max_length if task else 128
 
 
 @dataclass
@@ -236,6 +249,9 @@ def load_glue(task: str, split: str = "dev", glue_dir: str | os.PathLike | None 
         LtpDeployError: unknown task or split, GLUE_DIR unset, file missing or malformed.
     """
     spec = get_task(task)
+    if spec.source != "glue":
+        raise LtpDeployError(f"{spec.folder} is not a GLUE task: load it with load_split({spec.name!r}) "
+                             f"(or --task {spec.name}), which reads IMDB_DIR.")
     files = {"train": "train.tsv", "dev": spec.dev_file}
     if spec.name == "mnli":
         files.update(dev_matched="dev_matched.tsv", dev_mismatched="dev_mismatched.tsv")
@@ -251,6 +267,45 @@ def load_glue(task: str, split: str = "dev", glue_dir: str | os.PathLike | None 
         raise LtpDeployError(f"GLUE data for {spec.folder} not found at {path}: "
                              f"set GLUE_DIR to a folder laid out as {layout}.")
     return _read_glue_file(spec, path)
+
+
+def load_split(task: str, split: str = "dev") -> Examples:
+    """A task's own split: GLUE's from ``GLUE_DIR`` (:func:`load_glue`), IMDB's from ``IMDB_DIR`` (:func:`load_imdb`)."""
+    spec = get_task(task)
+    return load_imdb(split) if spec.source == "imdb" else load_glue(spec.name, split)
+
+
+def load_imdb(split: str = "dev", imdb_dir: str | os.PathLike | None = None) -> Examples:
+    """IMDB reviews from ``<imdb_dir>/train.tsv`` (header ``sentence<TAB>label``, 1 positive).
+
+    ``dev`` is a seeded slice of ``IMDB_DEV_SIZE`` reviews (seed ``IMDB_SEED``), ``train`` every other review;
+    both in that seeded order (the file itself is grouped by label). ``imdb_dir`` defaults to ``IMDB_DIR``, else
+    ``../shared/data/imdb`` beside the working directory or beside this repository.
+    Raises:
+        LtpDeployError: unknown split, file missing or malformed, too few reviews to hold a dev slice out.
+    """
+    if split not in ("train", "dev"):
+        raise LtpDeployError(f"Unknown split {split!r} for IMDB: use train or dev (a held-out slice of train.tsv).")
+    path = _imdb_file(imdb_dir)
+    every = _read_glue_file(TASKS["imdb"], path)
+    if len(every) <= IMDB_DEV_SIZE:
+        raise LtpDeployError(f"{path} holds {len(every)} reviews, too few to hold {IMDB_DEV_SIZE} out as dev: "
+                             "point IMDB_DIR at the full train.tsv (25,000 reviews).")
+    order = np.random.default_rng(IMDB_SEED).permutation(len(every))
+    return every.select(order[:IMDB_DEV_SIZE] if split == "dev" else order[IMDB_DEV_SIZE:])
+
+
+def _imdb_file(imdb_dir: str | os.PathLike | None) -> Path:
+    given = imdb_dir if imdb_dir is not None else os.environ.get("IMDB_DIR")
+    if given:
+        candidates = [Path(given)]
+    else:
+        candidates = [Path("../shared/data/imdb"), Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"]
+    for folder in candidates:
+        if (folder / "train.tsv").is_file():
+            return folder / "train.tsv"
+    raise LtpDeployError(f"IMDB data not found at {candidates[0] / 'train.tsv'}: set IMDB_DIR to the folder "
+                         "holding train.tsv (for this project, ../shared/data/imdb).")
 
 
 def load_table(path: str | os.PathLike, text_column: Column, text_pair_column: Column | None = None,
@@ -297,8 +352,8 @@ def load_examples(data: str | os.PathLike | None, task: str | None, split: str =
     spec = get_task(task) if task else None
     if data is None:
         if spec is None:
-            raise LtpDeployError("No data given: pass a data file or a GLUE task name (read from GLUE_DIR).")
-        return load_glue(spec.name, split)
+            raise LtpDeployError("No data given: pass a data file or a task name (GLUE from GLUE_DIR, or imdb).")
+        return load_split(spec.name, split)
     if str(data).startswith("hub:"):
         return _load_hub(str(data)[4:], spec, split, text_column, text_pair_column, label_column)
     path = Path(data)
@@ -346,102 +401,6 @@ def _load_hub(ref: str, spec: TaskSpec | None, split: str, text_column: Column |
         labels = np.asarray(raw_labels, dtype=np.float32 if regression else np.int64)
     return Examples([str(t).strip() for t in texts], None if pairs is None else [str(t).strip() for t in pairs],
                     labels, names, spec.name if spec else None, regression, f"hub:{ref}/{hub_split}")
-
-
-# ----------------------------------------------------------------------------------------------- metrics
-
-def _pair(labels: Any, preds: Any) -> tuple[np.ndarray, np.ndarray]:
-    y, p = np.asarray(labels).ravel(), np.asarray(preds).ravel()
-    if y.shape != p.shape or y.size == 0:
-        raise ValueError(f"need equally many labels and predictions, got {y.size} and {p.size}")
-    return y, p
-
-
-def accuracy(labels: Any, predictions: Any) -> float:
-    """Fraction of exact matches."""
-    y, p = _pair(labels, predictions)
-    return float(np.mean(y == p))
-
-
-def f1(labels: Any, predictions: Any) -> float:
-    """Binary F1 of the positive class 1 (0.0 when there are no true or predicted positives)."""
-    y, p = _pair(labels, predictions)
-    tp, fp, fn = np.sum((p == 1) & (y == 1)), np.sum((p == 1) & (y != 1)), np.sum((p != 1) & (y == 1))
-    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
-
-
-def matthews(labels: Any, predictions: Any) -> float:
-    """Matthews correlation coefficient (multi-class form; 0.0 when undefined)."""
-    y, p = _pair(labels, predictions)
-    classes, inv = np.unique(np.concatenate([y, p]), return_inverse=True)
-    cm = np.zeros((len(classes), len(classes)), dtype=np.float64)
-    np.add.at(cm, (inv[: y.size], inv[y.size:]), 1)
-    t, q, c, s = cm.sum(axis=1), cm.sum(axis=0), np.trace(cm), cm.sum()
-    denom = math.sqrt((s * s - q @ q) * (s * s - t @ t))
-    return float((c * s - t @ q) / denom) if denom else 0.0
-
-
-def _correlation(kind: str, labels: Any, predictions: Any) -> float:
-    from scipy import stats  # imported only when a correlation is asked for
-
-    y, p = _pair(labels, predictions)
-    fn = stats.pearsonr if kind == "pearson" else stats.spearmanr
-    return float(fn(y.astype(np.float64), p.astype(np.float64))[0])
-
-
-def pearson(labels: Any, predictions: Any) -> float:
-    """Pearson correlation (scipy; nan when an input is constant)."""
-    return _correlation("pearson", labels, predictions)
-
-
-def spearman(labels: Any, predictions: Any) -> float:
-    """Spearman rank correlation (scipy; nan when an input is constant)."""
-    return _correlation("spearman", labels, predictions)
-
-
-METRICS = {"accuracy": accuracy, "f1": f1, "matthews": matthews, "pearson": pearson, "spearman": spearman}
-# The values each metric can take: a bound outside them is a mistake (e.g. 90 for 90% accuracy).
-METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "matthews": (-1.0, 1.0), "pearson": (-1.0, 1.0),
-                 "spearman": (-1.0, 1.0)}
-
-
-def _metric_names(task_or_examples: str | Examples | None) -> tuple[str, ...]:
-    task = task_or_examples.task if isinstance(task_or_examples, Examples) else task_or_examples
-    if task:
-        return get_task(task).metrics
-    regression = isinstance(task_or_examples, Examples) and task_or_examples.is_regression
-    return ("pearson", "spearman") if regression else ("accuracy",)
-
-
-def primary_metric(task_or_examples: str | Examples | None) -> str:
-    """Name of the headline metric: accuracy (MRPC/QQP too), pearson for STS-B, matthews for CoLA."""
-    return _metric_names(task_or_examples)[0]
-
-
-def compute_metrics(task_or_examples: str | Examples, predictions: Any, labels: Any = None) -> dict[str, float]:
-    """Compute the task's metrics; labels come from the Examples, or ``labels`` with a task name.
-
-    Predictions are class ids (classification) or floats (regression); see :func:`predictions_from_logits`.
-    Raises:
-        LtpDeployError: no labels, or predictions not one per example.
-    """
-    if labels is None and isinstance(task_or_examples, Examples):
-        labels = task_or_examples.labels
-    if labels is None:
-        raise LtpDeployError("Cannot compute metrics without labels: use labelled data (give a label column).")
-    preds = np.asarray(predictions)
-    if preds.ndim != 1 or preds.shape[0] != len(labels):
-        raise LtpDeployError(f"Got predictions of shape {preds.shape} for {len(labels)} examples: pass one "
-                             "prediction per example (predictions_from_logits turns logits into them).")
-    return {name: METRICS[name](labels, preds) for name in _metric_names(task_or_examples)}
-
-
-def predictions_from_logits(logits: Any, is_regression: bool) -> np.ndarray:
-    """Class ids (argmax, int64) or, for regression, the float32 scores of ``(n,)``/``(n, 1)`` logits."""
-    x = np.asarray(logits)
-    if is_regression:
-        return x.reshape(x.shape[0], -1)[:, 0].astype(np.float32)
-    return np.argmax(x, axis=-1).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------- tokenising

@@ -38,7 +38,8 @@ import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
 
-__all__ = ["layer_flops", "sequence_flops", "flops_from_kept", "dense_flops", "flops_reduction", "dimensions"]
+__all__ = ["layer_flops", "sequence_flops", "flops_from_kept", "expected_flops", "dense_flops", "flops_reduction",
+           "dimensions"]
 
 
 def dimensions(cfg: Any) -> tuple[int, int, int]:
@@ -71,14 +72,37 @@ def layer_flops(cfg: Any, n_in, n_out):
         layer_flops(cfg, 25, 12)      # attention on 25, feed-forward on the 12 survivors
     """
     _, d, i = dimensions(cfg)
-    n_in = np.asarray(n_in, dtype=np.float64)
-    n_out = np.asarray(n_out, dtype=np.float64)
+    if not (_is_tensor(n_in) or _is_tensor(n_out)):
+        n_in = np.asarray(n_in, dtype=np.float64)
+        n_out = np.asarray(n_out, dtype=np.float64)
     qkv = 3 * 2 * n_in * d * d
     scores_and_context = 2 * 2 * n_in**2 * d
     attention_output = 2 * n_in * d * d
     feed_forward = 2 * 2 * n_out * d * i
     total = qkv + scores_and_context + attention_output + feed_forward
+    if _is_tensor(total):
+        return total
     return float(total) if total.ndim == 0 else total
+
+
+def _is_tensor(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def expected_flops(cfg: Any, n_orig, kept):
+    """Differentiable FLOPs per sequence from fractional kept counts (torch tensors): the FLOPs budget of training.
+
+    The same accounting as :func:`flops_from_kept`, on expected counts, e.g. the sums of LTP's soft masks.
+
+    Args:
+        n_orig: ``(N,)`` float tensor of real lengths; kept: ``(N, L)`` float tensor of expected survivors.
+    Returns:
+        ``(N,)`` tensor; gradients flow to ``kept``.
+    """
+    import torch
+
+    n_in = torch.cat([n_orig[:, None], kept[:, :-1]], dim=1)  # (N, L)
+    return layer_flops(cfg, n_in, kept).sum(dim=1)
 
 
 def flops_from_kept(cfg: Any, n_orig, kept) -> np.ndarray:

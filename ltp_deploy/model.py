@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -414,6 +414,16 @@ class PrunedClassifier(nn.Module):
         other = PrunedClassifier(self.config, spec)
         other.load_state_dict(self.state_dict(), strict=True, assign=True)
         return other.train(self.training)
+
+    def scale_thresholds(self, factor: float) -> None:
+        """Multiply this threshold spec's thresholds by ``factor`` in place: the same layers prune (a threshold of
+        0 stays 0), only their constants move. Training's FLOPs budget uses it; ``spec`` follows."""
+        if self.spec is None or self.spec.mode != "absolute_threshold":
+            raise LtpDeployError("Only a threshold spec can be scaled: this model is dense or top-k.")
+        for layer in self.backbone.encoder.layer:
+            if layer.pruner is not None:
+                layer.pruner.value *= factor
+        self.spec = replace(self.spec, thresholds=tuple(t * factor for t in self.spec.thresholds))
 
     def weights_fingerprint(self) -> str:
         """SHA-256 of the weights (names, shapes and float32 values, in name order), whatever the spec: what an

@@ -24,7 +24,7 @@ from ltp_deploy.calibration.evaluate import EncodedData, Evaluation, evaluate
 from ltp_deploy.calibration.families import family
 from ltp_deploy.calibration.search import Evaluator, strength_for, upper_strength
 from ltp_deploy.checkpoint import load_checkpoint
-from ltp_deploy.data import get_task, load_examples
+from ltp_deploy.data import default_max_length, get_task, load_examples
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.plots import save_figure
@@ -46,7 +46,7 @@ class SweepSettings:
     min_keep_rate: float = 0.1  # top-k: the strongest point's token_keep_rate
     data: str | Path | None = None  # a task-layout file instead of GLUE_DIR's dev.tsv
     max_eval_examples: int | None = None
-    max_length: int = 128
+    max_length: int | None = None  # None: the task's (data.default_max_length)
     n_ref: int = 128
     overwrite: bool = False  # replace existing outputs that ltp-deploy did not write
 
@@ -89,7 +89,7 @@ def sweep(settings: SweepSettings) -> dict:
     if not dev_ex.has_labels:
         raise LtpDeployError("A sweep needs labelled data: give a file with a label column.")
     tokenizer = ckpt.tokenizer()
-    length = min(settings.max_length, ckpt.config.max_length)
+    length = min(settings.max_length or default_max_length(settings.task), ckpt.config.max_length)
     dev = EncodedData.build(tokenizer, dev_ex, length)
     fam = family(settings.mode)
     model = ckpt.model.with_spec(None)

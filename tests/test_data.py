@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ltp_deploy import data as D
+from ltp_deploy import metrics as M
 from ltp_deploy.errors import LtpDeployError
 
 BOM = "\ufeff"
@@ -96,7 +97,7 @@ def test_cola_headerless(tmp_path):
     ex = D.load_glue("cola", glue_dir=tmp_path)
     assert len(ex) == 3  # no header row is eaten
     assert ex.texts[1].startswith('The "weights') and ex.labels.tolist() == [1, 0, 1]
-    assert D.compute_metrics(ex, np.array([1, 0, 1])) == {"matthews": 1.0}
+    assert M.compute_metrics(ex, np.array([1, 0, 1])) == {"matthews": 1.0}
     # A path + task is recognised as the headerless layout too.
     assert len(D.load_examples(str(tmp_path / "CoLA/dev.tsv"), "cola")) == 3
 
@@ -108,7 +109,7 @@ def test_qqp_skips_short_rows(tmp_path):
                                      ["2", "5", "6", "Why?", "When?", "0"]])
     ex = D.load_glue("qqp", glue_dir=tmp_path)
     assert len(ex) == 2 and ex.labels.tolist() == [1, 0] and ex.texts[0] == 'Is "x" good?'
-    assert set(D.compute_metrics(ex, np.array([1, 1]))) == {"accuracy", "f1"}
+    assert set(M.compute_metrics(ex, np.array([1, 1]))) == {"accuracy", "f1"}
 
 
 def test_mnli_dev_matched_and_mismatched(tmp_path):
@@ -149,7 +150,9 @@ def test_glue_errors(tmp_path, monkeypatch):
         D.load_glue("sst2")
     with pytest.raises(LtpDeployError, match=r"not found at .*SST-2.dev\.tsv: set GLUE_DIR .*shared/data/glue"):
         D.load_glue("SST-2", glue_dir=tmp_path)
-    with pytest.raises(LtpDeployError, match="Unknown GLUE task 'imdb': use one of sst2"):
+    with pytest.raises(LtpDeployError, match="Unknown task 'wnli': use one of sst2"):
+        D.load_glue("wnli", glue_dir=tmp_path)
+    with pytest.raises(LtpDeployError, match="IMDB is not a GLUE task"):
         D.load_glue("imdb", glue_dir=tmp_path)
     with pytest.raises(LtpDeployError, match="Unknown split 'test'.*use one of train, dev"):
         D.load_glue("sst2", "test", glue_dir=tmp_path)
@@ -158,12 +161,13 @@ def test_glue_errors(tmp_path, monkeypatch):
 
 
 def test_task_registry():
-    assert {t.folder for t in D.TASKS.values()} == {"SST-2", "MRPC", "STS-B", "QNLI", "RTE", "CoLA", "QQP", "MNLI"}
+    assert {t.folder for t in D.TASKS.values()} == {"SST-2", "MRPC", "STS-B", "QNLI", "RTE", "CoLA", "QQP", "MNLI",
+                                                      "IMDB"}
     assert D.get_task("sts-b") is D.get_task("STS-B") is D.TASKS["stsb"]
     assert D.get_task("SST_2").name == "sst2"
-    assert D.primary_metric("mrpc") == "accuracy" and D.primary_metric("qqp") == "accuracy"
-    assert D.primary_metric("stsb") == "pearson" and D.primary_metric("cola") == "matthews"
-    assert D.primary_metric("rte") == "accuracy" and D.primary_metric(None) == "accuracy"
+    assert M.primary_metric("mrpc") == "accuracy" and M.primary_metric("qqp") == "accuracy"
+    assert M.primary_metric("stsb") == "pearson" and M.primary_metric("cola") == "matthews"
+    assert M.primary_metric("rte") == "accuracy" and M.primary_metric(None) == "accuracy"
     with pytest.raises(Exception):
         D.TASKS["sst2"].folder = "x"  # frozen
 
@@ -302,14 +306,14 @@ def test_f1_and_matthews_against_confusion_matrix():
         y, p = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
         tp, tn, fp, fn = confusion(y, p)
         prec, rec = tp / (tp + fp), tp / (tp + fn)
-        assert D.f1(y, p) == pytest.approx(2 * prec * rec / (prec + rec))
+        assert M.f1(y, p) == pytest.approx(2 * prec * rec / (prec + rec))
         mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-        assert D.matthews(y, p) == pytest.approx(mcc)
-        assert D.accuracy(y, p) == pytest.approx((tp + tn) / 50)
+        assert M.matthews(y, p) == pytest.approx(mcc)
+        assert M.accuracy(y, p) == pytest.approx((tp + tn) / 50)
     y, p = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]  # tp 2, tn 1, fp 1, fn 1
-    assert D.f1(y, p) == pytest.approx(2 / 3) and D.matthews(y, p) == pytest.approx(1 / 6)
-    assert D.f1([0, 0], [0, 0]) == 0.0 and D.matthews([1, 1, 1], [1, 1, 1]) == 0.0
-    assert D.matthews([0, 1, 2, 2], [0, 1, 2, 2]) == pytest.approx(1.0)
+    assert M.f1(y, p) == pytest.approx(2 / 3) and M.matthews(y, p) == pytest.approx(1 / 6)
+    assert M.f1([0, 0], [0, 0]) == 0.0 and M.matthews([1, 1, 1], [1, 1, 1]) == 0.0
+    assert M.matthews([0, 1, 2, 2], [0, 1, 2, 2]) == pytest.approx(1.0)
 
 
 def _average_ranks(x):
@@ -339,25 +343,25 @@ def test_correlations_against_textbook_formulas():
     p = y + rng.normal(0, 1, 100).astype(np.float32)
     p[:5] = 7.0  # ties for spearman
     yf, pf = [float(v) for v in y], [float(v) for v in p]
-    assert D.pearson(y, p) == pytest.approx(_pearson_by_hand(yf, pf), abs=1e-7)
-    assert D.spearman(y, p) == pytest.approx(_pearson_by_hand(_average_ranks(yf), _average_ranks(pf)), abs=1e-7)
+    assert M.pearson(y, p) == pytest.approx(_pearson_by_hand(yf, pf), abs=1e-7)
+    assert M.spearman(y, p) == pytest.approx(_pearson_by_hand(_average_ranks(yf), _average_ranks(pf)), abs=1e-7)
     ex = D.Examples(["a"] * 100, ["b"] * 100, y, None, "stsb", True)
-    m = D.compute_metrics(ex, p)
-    assert set(m) == {"pearson", "spearman"} and m["pearson"] == pytest.approx(D.pearson(y, p))
+    m = M.compute_metrics(ex, p)
+    assert set(m) == {"pearson", "spearman"} and m["pearson"] == pytest.approx(M.pearson(y, p))
 
 
 def test_compute_metrics_and_logits():
     logits = np.array([[0.1, 2.0], [3.0, -1.0], [0.0, 0.5], [1.0, 0.0]])
-    preds = D.predictions_from_logits(logits, False)
+    preds = M.predictions_from_logits(logits, False)
     assert preds.dtype == np.int64 and preds.tolist() == [1, 0, 1, 0]
-    assert D.predictions_from_logits(np.array([[1.5], [2.5]]), True).tolist() == [1.5, 2.5]
-    m = D.compute_metrics("mrpc", preds, labels=np.array([1, 0, 0, 0]))
+    assert M.predictions_from_logits(np.array([[1.5], [2.5]]), True).tolist() == [1.5, 2.5]
+    m = M.compute_metrics("mrpc", preds, labels=np.array([1, 0, 0, 0]))
     assert m == {"accuracy": 0.75, "f1": pytest.approx(2 / 3)}
-    assert D.compute_metrics("sst2", preds, labels=[1, 0, 1, 0]) == {"accuracy": 1.0}
+    assert M.compute_metrics("sst2", preds, labels=[1, 0, 1, 0]) == {"accuracy": 1.0}
     with pytest.raises(LtpDeployError, match="predictions_from_logits"):
-        D.compute_metrics("sst2", logits, labels=[1, 0, 1, 0])
+        M.compute_metrics("sst2", logits, labels=[1, 0, 1, 0])
     with pytest.raises(LtpDeployError, match="without labels"):
-        D.compute_metrics(D.Examples(["a"], None, None), [0])
+        M.compute_metrics(D.Examples(["a"], None, None), [0])
 
 
 # --------------------------------------------------------------------------------------------- tokenising
@@ -422,3 +426,45 @@ def test_batches_then_encode_real_data(glue_dir, tokenizer):
         shapes.append(enc["input_ids"].shape[1])
         assert enc["attention_mask"][:, -1].any()  # padded per batch: the longest row fills the width
     assert shapes == sorted(shapes)
+
+
+# ------------------------------------------------------------------------------------------------ IMDB
+
+@pytest.fixture(scope="module")
+def imdb_dir() -> Path:
+    path = Path(os.environ.get("IMDB_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb")
+    if not (path / "train.tsv").is_file():
+        pytest.skip(f"IMDB data not found at {path}: set IMDB_DIR to run the IMDB tests on real data")
+    return path
+
+
+def test_imdb_dev_is_a_seeded_held_out_slice_of_train(imdb_dir):
+    import collections
+    import csv
+
+    dev, train = D.load_imdb("dev", imdb_dir), D.load_imdb("train", imdb_dir)
+    assert len(dev) == D.IMDB_DEV_SIZE and dev.task == "imdb" and not dev.is_regression
+    with open(imdb_dir / "train.tsv", encoding="utf-8") as f:  # read by hand: every review lands exactly once
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    by_hand = collections.Counter((text.strip(), int(label)) for text, label in rows)
+    split = collections.Counter(zip(dev.texts + train.texts, np.concatenate([dev.labels, train.labels]).tolist()))
+    assert split == by_hand and len(train) == len(rows) - D.IMDB_DEV_SIZE
+    assert 0.4 < dev.labels.mean() < 0.6  # shuffled: the file is grouped by label
+    assert D.load_imdb("dev", imdb_dir).texts == dev.texts  # seeded: the same slice every time
+    assert D.default_max_length("imdb") == 512 and D.default_max_length("sst2") == 64
+
+
+def test_imdb_task_reads_imdb_dir(imdb_dir, monkeypatch):
+    monkeypatch.setenv("IMDB_DIR", str(imdb_dir))
+    assert D.load_examples(None, "imdb", "dev").texts[:3] == D.load_imdb("dev", imdb_dir).texts[:3]
+
+
+def test_imdb_missing_or_too_small_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMDB_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(LtpDeployError, match="IMDB data not found at .*set IMDB_DIR"):
+        D.load_examples(None, "imdb", "dev")
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\ngood film\t1\nbad film\t0\n")
+    with pytest.raises(LtpDeployError, match="too few to hold 2000 out"):
+        D.load_imdb("dev", tmp_path)
+    with pytest.raises(LtpDeployError, match="Unknown split 'test' for IMDB"):
+        D.load_imdb("test", tmp_path)

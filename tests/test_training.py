@@ -18,7 +18,10 @@ from ltp_deploy.calibration.evaluate import EncodedData, evaluate
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
 from ltp_deploy.data import load_glue
 from ltp_deploy.spec import PruningSpec
+from ltp_deploy.flops import flops_reduction
 from ltp_deploy.training import (
+    BudgetController,
+    Lagrangian,
     Thresholds,
     TrainData,
     TrainSettings,
@@ -28,6 +31,8 @@ from ltp_deploy.training import (
     learn_thresholds,
     length_grouped_batches,
     mask_penalty,
+    meet_budget,
+    soft_flops_ratio,
     soft_forward,
     stage_steps,
 )
@@ -98,6 +103,94 @@ def test_mask_penalty_averages_real_positions_only():
     masks = torch.tensor([[[1.0, 0.5, 0.0, 0.9]], [[1.0, 0.0, 0.3, 0.3]]])  # (B=2, L'=1, T=4)
     attention = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
     assert float(mask_penalty(masks, attention)) == pytest.approx((1.0 + 0.5 + 0.0 + 1.0 + 0.0) / 5)
+
+
+def test_soft_flops_of_binary_masks_are_the_hard_rules_flops(small_bert):
+    """0/1 masks are a hard decision: the expected FLOPs must be those of the kept counts they imply."""
+    cfg = small_bert[0].config  # 4 layers
+    rng = np.random.default_rng(0)
+    attention = torch.tensor([[1] * 9 + [0] * 3, [1] * 12, [1] * 5 + [0] * 7])
+    learned = torch.tensor([False, True, True, True])
+    masks = torch.from_numpy(rng.random((3, 3, 12)) < 0.7).float()  # (B, L'=3 learned layers, T)
+    masks[:, :, 0] = 1.0
+    ratio = soft_flops_ratio(cfg, masks.requires_grad_(), learned, attention)
+    # By hand: a token survives layer l if it is real and every mask up to l keeps it; layer 0 keeps everything.
+    alive = attention.numpy().astype(bool)
+    kept = []
+    for layer_mask in [np.ones((3, 12), bool)] + [m.numpy() > 0.5 for m in masks.detach().unbind(1)]:
+        alive = alive & layer_mask
+        kept.append(alive.sum(axis=1))
+    expected = 1.0 / flops_reduction(cfg, attention.sum(1).numpy(), np.stack(kept, axis=1))
+    assert float(ratio.detach()) == pytest.approx(expected, rel=1e-6)  # float32 masks
+    ratio.backward()
+    assert masks.grad is not None and float(masks.grad.abs().sum()) > 0  # differentiable in the masks
+
+
+def test_lagrangian_multipliers_rise_while_the_budget_is_missed():
+    term = Lagrangian(2.0)  # target ratio 0.5
+    opt = term.optimizer(0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        term(torch.tensor(0.8)).backward()  # FLOPs at 0.8 of dense: budget missed
+        opt.step()
+    l1, l2 = term.multipliers.detach().tolist()
+    assert l1 > 0.3 and l2 > 0.3  # the penalty on (r - t) grows
+    for _ in range(20):
+        opt.zero_grad()
+        term(torch.tensor(0.3)).backward()  # overshoot: l1 falls, pulling r back up
+        opt.step()
+    assert term.multipliers[0].item() < l1
+
+
+def _threshold_model(small_bert, thresholds=(0.0, 0.004, 0.006, 0.008)):
+    ckpt, _ = small_bert
+    return load_checkpoint(ckpt.path).model.with_spec(PruningSpec.threshold(thresholds, reference_cls="kept"))
+
+
+def test_meet_budget_scales_every_threshold_to_the_target(small_bert, sst2_small):
+    dev = EncodedData.build(small_bert[1], sst2_small[1], 64)
+    model = _threshold_model(small_bert)
+    before = evaluate(model, dev).flops_reduction
+    target = before * 1.3
+    result = meet_budget(model, dev, target, tolerance=0.02, max_evals=20)
+    after = evaluate(model, dev).flops_reduction  # measured afresh, not taken from the search
+    assert after == pytest.approx(result["reached"], rel=1e-12) and target <= after <= target * 1.02
+    ratio = np.asarray(model.spec.thresholds[1:]) / np.asarray([0.004, 0.006, 0.008])
+    assert np.allclose(ratio, result["scale"]) and result["scale"] > 1 and model.spec.thresholds[0] == 0.0
+    pruners = [layer.pruner.value for layer in model.backbone.encoder.layer if layer.pruner is not None]
+    assert pruners == pytest.approx(list(model.spec.thresholds[1:]))  # the rule that runs is the spec
+    lower = meet_budget(model, dev, before, tolerance=0.02, max_evals=20)  # and back down
+    assert lower["scale"] < 1 and before <= evaluate(model, dev).flops_reduction <= before * 1.02
+
+
+def test_budget_controller_moves_the_running_reduction_to_the_target(small_bert, sst2_small):
+    data = TrainData.build(small_bert[1], sst2_small[0], 64)
+    model = _threshold_model(small_bert).eval()
+    batch = data.batch(np.arange(64))
+    lengths = batch["attention_mask"].sum(1).numpy()
+    with torch.no_grad():
+        start = flops_reduction(model.config, lengths, model(batch["input_ids"], batch["attention_mask"])[1].numpy())
+    target = 1.3 * start  # reachable: a 4-layer model cannot go much past 2x (layer 0 keeps every token)
+    controller = BudgetController(model, target, gain=0.2, memory=0.5)
+    with torch.no_grad():
+        for _ in range(60):
+            reduction = controller.update(lengths, model(batch["input_ids"], batch["attention_mask"])[1].numpy())
+    assert controller.scale > 1 and abs(np.log(reduction / target)) < 0.05
+
+
+def test_a_larger_budget_keeps_fewer_tokens_in_the_soft_stage(small_bert, sst2_small):
+    data = TrainData.build(small_bert[1], sst2_small[0], 64)
+    reached = {}
+    for target in (1.2, 3.0):
+        model = load_checkpoint(small_bert[0].path).model
+        settings = TrainSettings(model="unused", task="sst2", output="unused", target_flops_reduction=target,
+                                 threshold_lr=5e-4, lagrangian_lr=0.05, warmup=0.0)
+        thresholds = Thresholds(model.config.num_layers, 0.005, True)
+        torch.manual_seed(0)
+        log = learn_thresholds(model, thresholds, data, 30, settings, False, np.random.default_rng(0))
+        reached[target] = log.history[-1]["soft_flops_reduction"]
+        assert "multipliers" in log.history[-1]
+    assert reached[3.0] > reached[1.2] + 0.2
 
 
 # ------------------------------------------------------------------------------------------------ the stages
@@ -187,7 +280,7 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
                                "--threshold-lr", 2e-4)
     assert code == 0, stderr
     assert f"wrote {out}" in stdout and "FLOPs reduction" in stdout
-    assert [line.split(":")[0] for line in stderr.strip().splitlines()] == ["dense", "soft", "hard"]
+    assert [line.split(":")[0] for line in stderr.strip().splitlines()] == ["dense", "soft", "budget", "hard"]
 
     ckpt = load_checkpoint(out)
     assert not ckpt.head_initialized and ckpt.spec.mode == "absolute_threshold"
@@ -199,6 +292,9 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
     assert len(meta["dev"]["mean_kept_per_layer"]) == 6 and meta["dev"]["flops_reduction"] >= 1.0
     assert 0.0 <= meta["dense"]["dev"]["value"] <= 1.0 and meta["thresholds"] == list(ckpt.spec.thresholds)
     assert [s["name"] for s in meta["stages"]] == ["dense", "soft", "hard"]
+    # The default budget, 2x, is met on the dev inputs the report is measured on.
+    assert meta["budget"]["target"] == 2.0 and meta["dev"]["flops_reduction"] == pytest.approx(meta["budget"]["reached"])
+    assert meta["dev"]["flops_reduction"] >= 2.0 and ckpt.spec.source["target_flops_reduction"] == 2.0
 
     dense = load_checkpoint(tmp_path / "ltp-dense")  # the stage-0 model: a trained head, no spec
     assert dense.spec is None and not dense.head_initialized
@@ -207,15 +303,18 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
 
 
 def test_regression_task_gets_a_one_output_head(minilm_dir, glue):
-    from ltp_deploy.training import _task_model
+    from ltp_deploy.training.run import _task_model
 
     model, hf_config = _task_model(load_checkpoint(minilm_dir), load_glue("stsb", "dev", glue).take(4))
     assert model.config.num_labels == 1 and hf_config["num_labels"] == 1 and "id2label" not in hf_config
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--task", "nope"], "Unknown GLUE task 'nope'"),
+    (["--task", "nope"], "Unknown task 'nope'"),
     (["--task", "sst2", "--lambda", "-0.1"], "--lambda must be zero or more"),
+    (["--task", "sst2", "--lambda", "0.1", "--target-flops-reduction", "2"], "Both --lambda and --target-flops"),
+    (["--task", "sst2", "--target-flops-reduction", "1"], "--target-flops-reduction must be above 1"),
+    (["--task", "sst2", "--lagrangian-lr", "0"], "--lagrangian-lr must be positive"),
     (["--task", "sst2", "--distill", "1.5"], "--distill must be a weight in"),
     (["--task", "sst2", "--soft-epochs", "-1"], "--soft-epochs must be zero or more"),
     (["--task", "sst2", "--batch-size", "0"], "--batch-size must be positive"),

@@ -19,7 +19,7 @@ from pathlib import Path
 from ltp_deploy.calibration.evaluate import EncodedData, Evaluation, evaluate
 from ltp_deploy.calibration.search import TOLERANCE, SearchResult, check_goal, search
 from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
-from ltp_deploy.data import get_task, load_examples
+from ltp_deploy.data import default_max_length, get_task, load_examples
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.outputs import check_output
@@ -38,7 +38,7 @@ class CalibrateSettings:
     calibration_data: str | Path | None = None  # a task-layout file instead of GLUE_DIR's train.tsv
     dev_data: str | Path | None = None  # a task-layout file instead of GLUE_DIR's dev.tsv
     max_eval_examples: int | None = None  # first N dev examples (None: all)
-    max_length: int = 128
+    max_length: int | None = None  # None: the task's (data.default_max_length)
     n_ref: int = 128
     seed: int = 0
     tolerance: float = TOLERANCE
@@ -59,7 +59,7 @@ class CalibrateSettings:
                                  "1000 is a good default.")
         if self.max_eval_examples is not None and self.max_eval_examples < 1:
             raise LtpDeployError(f"--max-eval-examples must be at least 1, got {self.max_eval_examples}.")
-        if self.max_length < 2 or self.n_ref < 1:
+        if (self.max_length is not None and self.max_length < 2) or self.n_ref < 1:
             raise LtpDeployError("--max-length must be at least 2 and --n-ref at least 1: fix the option.")
         check_output(self.output, "checkpoint", **self.output_rules)
 
@@ -97,7 +97,7 @@ def calibrate(settings: CalibrateSettings) -> CalibrationReport:
     if not calib_ex.has_labels or not dev_ex.has_labels:
         raise LtpDeployError("Calibration needs labelled data: give files with a label column.")
     tokenizer = ckpt.tokenizer()
-    length = min(settings.max_length, ckpt.config.max_length)
+    length = min(settings.max_length or default_max_length(settings.task), ckpt.config.max_length)
     calib = EncodedData.build(tokenizer, calib_ex, length)
     dev = EncodedData.build(tokenizer, dev_ex, length)
 

@@ -18,15 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ltp_deploy.data import (
-    Examples,
-    batches,
-    compute_metrics,
-    encode,
-    predictions_from_logits,
-    primary_metric,
-)
+from ltp_deploy.data import Examples, batches, encode
 from ltp_deploy.flops import flops_reduction
+from ltp_deploy.metrics import compute_metrics, predictions_from_logits, primary_metric
 from ltp_deploy.model import PrunedClassifier
 
 

@@ -46,7 +46,8 @@ def calibrate(
         "--dev-data", help="Task-layout file to report on (default: GLUE_DIR's dev.tsv).")] = None,
     max_eval_examples: Annotated[Optional[int], typer.Option(
         "--max-eval-examples", help="Report on the first N dev examples (default: all).")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 128,
+    max_length: Annotated[Optional[int], typer.Option(
+        "--max-length", help="Tokens per example (default: the task's, 64 for SST-2, 512 for IMDB, else 128).")] = None,
     n_ref: Annotated[int, typer.Option("--n-ref", help="Score normaliser of the threshold spec (LTP: 128).")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration slice.")] = 0,
     overwrite: Overwrite = False,
@@ -56,7 +57,7 @@ def calibrate(
     from ltp_deploy.errors import LtpDeployError
 
     if task is None:
-        raise LtpDeployError("No --task given: name the GLUE task whose data calibrates, e.g. --task sst2.")
+        raise LtpDeployError("No --task given: name the task whose data calibrates, e.g. --task sst2.")
     report = run_calibrate(CalibrateSettings(
         checkpoint=checkpoint, task=task, output=output, target_flops_reduction=target_flops_reduction,
         max_metric_drop=max_metric_drop, mode=Mode(mode).value, calibration_examples=calibration_examples,

@@ -10,7 +10,8 @@ import typer
 Data = Annotated[Optional[str], typer.Option(
     "--data", help="Data file (.tsv/.csv/.jsonl) or hub:NAME; default: the task's GLUE dev split from GLUE_DIR.")]
 Task = Annotated[Optional[str], typer.Option(
-    "--task", help="GLUE task (sst2, mrpc, stsb, qnli, rte, cola, qqp, mnli): columns, labels and metric.")]
+    "--task", help="Task (GLUE: sst2, mrpc, stsb, qnli, rte, cola, qqp, mnli from GLUE_DIR; imdb from IMDB_DIR): "
+    "columns, labels, metric and default length.")]
 TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the text (name or index).")]
 TextPairColumn = Annotated[Optional[str], typer.Option(
     "--text-pair-column", help="Column holding the second text of a pair.")]

@@ -34,7 +34,8 @@ def sweep(
         "--data", help="Task-layout file to evaluate on (default: GLUE_DIR's dev.tsv).")] = None,
     max_eval_examples: Annotated[Optional[int], typer.Option(
         "--max-eval-examples", help="Use the first N examples (default: all).")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 128,
+    max_length: Annotated[Optional[int], typer.Option(
+        "--max-length", help="Tokens per example (default: the task's, 64 for SST-2, 512 for IMDB, else 128).")] = None,
     n_ref: Annotated[int, typer.Option("--n-ref", help="Score normaliser of the threshold specs (LTP: 128).")] = 128,
     overwrite: Overwrite = False,
 ) -> None:
@@ -43,7 +44,7 @@ def sweep(
     from ltp_deploy.sweep import sweep as run_sweep
 
     if task is None:
-        raise LtpDeployError("No --task given: name the GLUE task to evaluate on, e.g. --task sst2.")
+        raise LtpDeployError("No --task given: name the task to evaluate on, e.g. --task sst2.")
     report = run_sweep(SweepSettings(
         checkpoint=checkpoint, task=task, json_out=json_out, plot_out=plot, mode=Mode(mode).value, points=points,
         max_flops_reduction=max_flops_reduction, min_keep_rate=min_keep_rate, data=data,

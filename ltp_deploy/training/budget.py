@@ -1,0 +1,117 @@
+"""Training to a FLOPs budget X (dense FLOPs / pruned FLOPs, LTP's accounting in ``ltp_deploy.flops``).
+
+Three pieces hold the budget through a run:
+
+1. ``Lagrangian`` (stage 1, ToP's constraint): the loss adds ``l1 * (r - t) + l2 * (r - t)^2``, ``r`` the expected
+   FLOPs of the soft masks over the dense FLOPs, ``t = 1 / X``. ``l1`` and ``l2`` start at 0 and rise by gradient
+   ascent while ``r`` misses ``t``, so the thresholds climb until the budget is met and stop there (``l1`` turns
+   negative if they overshoot).
+2. ``BudgetController`` (stage 2): the hard rule's thresholds are constants that no gradient moves, and the
+   weights drift towards keeping more tokens. After each step the controller scales every threshold by
+   ``exp(gain * (log X - log R))``, ``R`` the reduction of the recent training batches, so that the weights adapt to
+   thresholds that keep the budget.
+3. ``meet_budget`` (after stage 2): training batches are not the inputs the budget is judged on (SST-2 trains on
+   phrases and is judged on sentences). A search over one common scale of the thresholds makes the dev inputs
+   meet X; their labels are never read.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ltp_deploy.calibration.evaluate import EncodedData, predict
+from ltp_deploy.flops import dense_flops, flops_from_kept, flops_reduction
+from ltp_deploy.model import PrunedClassifier
+
+
+class Lagrangian(nn.Module):
+    """ToP's budget term for stage 1: ``forward(r)`` is ``l1 * (r - t) + l2 * (r - t)^2``; ``optimizer`` ascends."""
+
+    def __init__(self, target_reduction: float):
+        super().__init__()
+        self.target_ratio = 1.0 / target_reduction
+        self.multipliers = nn.Parameter(torch.zeros(2))
+
+    def forward(self, ratio: torch.Tensor) -> torch.Tensor:
+        gap = ratio - self.target_ratio
+        return self.multipliers[0] * gap + self.multipliers[1] * gap * gap
+
+    def optimizer(self, lr: float) -> torch.optim.Optimizer:
+        """AdamW that maximises the loss in the multipliers (the min-max of a Lagrangian)."""
+        return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.0, maximize=True)
+
+
+class BudgetController:
+    """Holds a threshold model at ``target`` FLOPs reduction while its weights train under the hard rule.
+
+    ``update(lengths, kept)`` takes one training batch's real lengths (B,) and kept counts (B, L), folds them into
+    running sums of dense and pruned FLOPs (``memory`` per step: about 1 / (1 - memory) recent batches count) and
+    scales the model's thresholds towards the budget; it returns the running reduction.
+    """
+
+    def __init__(self, model: PrunedClassifier, target: float, gain: float = 0.05, memory: float = 0.9):
+        self.model, self.target, self.gain, self.memory = model, target, gain, memory
+        self.dense = self.pruned = 0.0
+        self.scale = 1.0  # product of every factor applied so far
+
+    def update(self, lengths: np.ndarray, kept: np.ndarray) -> float:
+        cfg = self.model.config
+        self.dense = self.memory * self.dense + float(np.sum(dense_flops(cfg, lengths)))
+        self.pruned = self.memory * self.pruned + float(flops_from_kept(cfg, lengths, kept).sum())
+        reduction = self.dense / self.pruned
+        factor = math.exp(self.gain * (math.log(self.target) - math.log(reduction)))
+        self.model.scale_thresholds(factor)
+        self.scale *= factor
+        return reduction
+
+
+def meet_budget(model: PrunedClassifier, data: EncodedData, target: float, tolerance: float = 0.01,
+                max_evals: int = 14, step: float = 0.25) -> dict:
+    """Scale ``model``'s thresholds (in place) so that its FLOPs reduction on ``data`` is in [X, X * (1 + tol)].
+
+    The reduction grows with the scale; the search brackets X in steps of ``step`` in log scale, then bisects, and
+    leaves the smallest scale tried whose reduction reaches X (or, if none does within ``max_evals`` runs, the
+    largest tried). Labels are not used.
+
+    Returns:
+        ``{"target", "reached", "scale", "evaluations"}``: the reduction reached on ``data`` and the factor applied.
+    """
+    state = {"log": 0.0}
+    tried: dict[float, float] = {}
+
+    def reduction_at(log_scale: float) -> float:
+        model.scale_thresholds(math.exp(log_scale - state["log"]))
+        state["log"] = log_scale
+        if log_scale not in tried:
+            _, kept = predict(model, data)
+            tried[log_scale] = flops_reduction(model.config, data.lengths, kept)
+        return tried[log_scale]
+
+    def good(r: float) -> bool:
+        return target <= r <= target * (1 + tolerance)
+
+    r = reduction_at(0.0)
+    if not any(model.spec.thresholds):  # nothing prunes: no scale changes the FLOPs
+        return {"target": target, "reached": r, "scale": 1.0, "evaluations": 1}
+    if r < target:  # bracket upwards: lo misses, hi meets
+        lo, hi = 0.0, step
+        while reduction_at(hi) < target and len(tried) < max_evals:
+            lo, hi = hi, hi + step
+    else:  # bracket downwards
+        lo, hi = -step, 0.0
+        while not good(tried[hi]) and reduction_at(lo) >= target and len(tried) < max_evals:
+            lo, hi = lo - step, lo
+    while tried.get(hi, 0.0) >= target and not good(tried[hi]) and len(tried) < max_evals:
+        mid = (lo + hi) / 2
+        if reduction_at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    meeting = [s for s, v in tried.items() if v >= target]
+    final = min(meeting) if meeting else max(tried)
+    reduction_at(final)
+    return {"target": target, "reached": tried[final], "scale": math.exp(final), "evaluations": len(tried)}

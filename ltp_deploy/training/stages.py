@@ -1,0 +1,154 @@
+"""The training loops: one AdamW loop with linear warm-up and decay (``_optimise``) and the three stages on it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ltp_deploy.flops import flops_reduction
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.progress import progress_bar
+from ltp_deploy.training.batches import TrainData
+from ltp_deploy.training.budget import BudgetController, Lagrangian
+from ltp_deploy.training.settings import StageLog, TrainSettings
+from ltp_deploy.training.soft import Thresholds, mask_penalty, soft_flops_ratio, soft_forward
+
+def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the usual groups: no decay on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def _linear_schedule(optimizer, steps: int, warmup: float):
+    warm = int(math.ceil(warmup * steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (steps - step) / max(1, steps - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _task_loss(logits, labels, regression: bool):
+    if regression:
+        return nn.functional.mse_loss(logits[:, 0], labels.float())
+    return nn.functional.cross_entropy(logits, labels)
+
+
+def _optimise(name: str, steps: int, stream: Iterator[dict], step_loss: Callable[[dict], tuple[torch.Tensor, dict]],
+              optimizers: list, clip_params: list, warmup: float) -> StageLog:
+    """Run ``steps`` optimizer steps; ``step_loss(batch)`` returns the loss and scalars to log."""
+    schedules = [_linear_schedule(opt, steps, warmup) for opt in optimizers]
+    every = max(1, steps // 40)
+    history, acc, count = [], {}, 0
+    start = time.perf_counter()
+    with progress_bar(total=steps, description=name) as advance:
+        for step in range(steps):
+            loss, extra = step_loss(next(stream))
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(clip_params, 1.0)
+            for opt, sched in zip(optimizers, schedules):
+                opt.step()
+                sched.step()
+            for key, value in {"loss": float(loss.detach()), **extra}.items():
+                acc[key] = acc.get(key, 0.0) + np.asarray(value, dtype=np.float64)
+            count += 1
+            if count == every or step == steps - 1:
+                history.append({"step": step + 1, **{k: (v / count).tolist() for k, v in acc.items()}})
+                acc, count = {}, 0
+                advance(0, f"{name} loss {history[-1]['loss']:.3f}")
+            advance()
+    return StageLog(name, steps, time.perf_counter() - start, history)
+
+
+def fit_dense(model: PrunedClassifier, data: TrainData, steps: int, lr: float, settings: TrainSettings,
+              regression: bool, rng: np.random.Generator) -> StageLog:
+    """Stage 0: plain fine-tuning of encoder and head (no pruning)."""
+    model.train()
+
+    def step_loss(b):
+        logits, _ = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        return _task_loss(logits, b["labels"], regression), {}
+
+    return _optimise("dense", steps, data.stream(settings.batch_size, rng), step_loss,
+                     [_adamw(model, lr, settings.weight_decay)], list(model.parameters()), settings.warmup)
+
+
+def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: TrainData, steps: int,
+                     settings: TrainSettings, regression: bool, rng: np.random.Generator) -> StageLog:
+    """Stage 1: weights and thresholds under LTP's soft mask. The loss is the task loss plus, under a budget
+    (``settings.budget``), the ``Lagrangian`` of the soft masks' expected FLOPs, else LTP's
+    ``lambda * sum_l mean(mask_l)``."""
+    model.train()
+    optimizers = [_adamw(model, settings.soft_lr, settings.weight_decay),
+                  torch.optim.AdamW(thresholds.parameters(), lr=settings.threshold_lr, weight_decay=0.0)]
+    lagrangian = Lagrangian(settings.budget) if settings.budget is not None else None
+    if lagrangian is not None:
+        optimizers.append(lagrangian.optimizer(settings.lagrangian_lr))
+
+    def step_loss(b):
+        logits, masks = soft_forward(model, thresholds(), thresholds.learned, b["input_ids"], b["attention_mask"],
+                                     b["token_type_ids"], settings.temperature, settings.n_ref)
+        task = _task_loss(logits, b["labels"], regression)
+        penalty = mask_penalty(masks, b["attention_mask"])
+        logged = {"task_loss": float(task.detach()), "soft_kept": float(penalty.detach()) / max(1, masks.shape[1]),
+                  "thresholds": thresholds().detach().numpy()}
+        if lagrangian is None:
+            return task + settings.lambda_ * penalty, logged
+        ratio = soft_flops_ratio(model.config, masks, thresholds.learned, b["attention_mask"])
+        logged.update(soft_flops_reduction=1.0 / float(ratio.detach()),
+                      multipliers=lagrangian.multipliers.detach().numpy().copy())
+        return task + lagrangian(ratio), logged
+
+    return _optimise("soft", steps, data.stream(settings.batch_size, rng), step_loss, optimizers,
+                     list(model.parameters()), settings.warmup)
+
+
+def _distill_loss(logits, teacher_logits, regression: bool):
+    if regression:
+        return nn.functional.mse_loss(logits, teacher_logits)
+    return nn.functional.kl_div(logits.log_softmax(-1), teacher_logits.log_softmax(-1), log_target=True,
+                                reduction="batchmean")
+
+
+def fit_hard(model: PrunedClassifier, data: TrainData, steps: int, settings: TrainSettings, regression: bool,
+             rng: np.random.Generator, teacher: PrunedClassifier | None = None) -> StageLog:
+    """Stage 2: weights only, under the deployed hard rule of ``model.spec`` (tokens really dropped); with a
+    ``teacher`` (the dense model) the loss mixes in ``settings.distill`` x the distance to its outputs. Under a
+    budget a ``BudgetController`` scales the thresholds after every step to hold it on the training batches."""
+    model.train()
+    weight = settings.distill if teacher is not None else 0.0
+    controller = BudgetController(model, settings.budget) if settings.budget is not None else None
+
+    def step_loss(b):
+        inputs = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        logits, kept = model(*inputs)
+        lengths = b["attention_mask"].sum(dim=1).numpy()
+        logged = {"flops_reduction": flops_reduction(model.config, lengths, kept.numpy())}
+        if controller is not None:
+            logged["running_reduction"] = controller.update(lengths, kept.numpy())
+            logged["threshold_scale"] = controller.scale
+        task = _task_loss(logits, b["labels"], regression)
+        if not weight:
+            return task, logged
+        with torch.no_grad():
+            teacher_logits, _ = teacher(*inputs)
+        distill = _distill_loss(logits, teacher_logits, regression)
+        logged.update(task_loss=float(task.detach()), distill_loss=float(distill.detach()))
+        return (1 - weight) * task + weight * distill, logged
+
+    return _optimise("hard", steps, data.stream(settings.batch_size, rng), step_loss,
+                     [_adamw(model, settings.hard_lr, settings.weight_decay)], list(model.parameters()),
+                     settings.warmup)
