@@ -396,13 +396,18 @@ class PrunedClassifier(nn.Module):
         return getattr(self, self.config.arch)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
+        cls, kept_counts = self.encode(input_ids, attention_mask, token_type_ids)
+        return self.head(cls), kept_counts
+
+    def encode(self, input_ids, attention_mask, token_type_ids=None):  # -> (B, D), (B, L)
+        """The last layer's CLS row of each sequence (what the head reads) and the kept counts."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         n_orig = attention_mask.sum(dim=1)  # (B,)
         rows = torch.nonzero(attention_mask.reshape(-1)).squeeze(1)  # (N,): the real tokens; padding leaves here
         x = self.backbone.embeddings(input_ids, token_type_ids, rows)  # (1, N, D)
         x, kept_counts = self.backbone.encoder(x, n_orig, n_orig, input_ids.shape[1])
-        return self.head(Packed.first_rows(x, kept_counts[:, -1])), kept_counts  # first rows: CLS, never dropped
+        return Packed.first_rows(x, kept_counts[:, -1]), kept_counts  # first rows: CLS, never dropped
 
     def head(self, cls):  # (B, D) -> (B, num_labels)
         if self.config.arch == "bert":

@@ -76,9 +76,12 @@ class Padded:
     """The layout of a padded batch as rows ``(1, B*T, D)``, padding included (the soft-mask training forward,
     which never drops a token)."""
 
-    def __init__(self, alive):  # (B, T) bool
+    def __init__(self, alive, log_key_weights=None):  # (B, T) bool, (B, T) float or None
+        """``log_key_weights``: a log-weight per key added to the attention logits (soft dropping), or None."""
         self.alive = alive
         self.key_bias = key_bias(alive)
+        if log_key_weights is not None:
+            self.key_bias = self.key_bias + log_key_weights.masked_fill(~alive, 0.0)[:, None, None, :]
 
     def pad(self, rows):  # (1, B*T, F) -> (B, T, F)
         return rows.view(*self.alive.shape, rows.shape[-1])

@@ -171,8 +171,153 @@ def test_sweep_topk(bert_dir, glue_env, tmp_path, monkeypatch, capsys):
     (["--points", 1], "--points must be at least 2"),
     (["--plot", "sweep.pdf"], "must end in .png"),
     (["--max-flops-reduction", 1.0], "--max-flops-reduction must be above 1.0"),
+    (["--train-targets", "2.0,1.0", "--train-dir", "never"], "--train-targets must be FLOPs reductions above 1"),
+    (["--train-targets", "2.0,x", "--train-dir", "never"], "is not a list of numbers"),
+    (["--train-targets", "2,2.0", "--train-dir", "never"], "lists a budget twice"),
+    (["--train-targets", "2.0"], "--train-targets needs --train-dir"),
+    (["--train-dir", "never"], "--train-dir given without --train-targets"),
 ])
 def test_bad_sweep_options_exit_2_with_one_line(bert_dir, tmp_path, monkeypatch, capsys, args, message):
     code, _, err = cli(monkeypatch, capsys, "sweep", bert_dir, "--task", "sst2", "--json", tmp_path / "s.json", *args)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ sweep: trained points
+
+def _with_budget(folder, budget):
+    """Record, as ``ltp-deploy train`` does, the FLOPs budget a folder was trained to."""
+    (folder / METADATA_FILE).write_text(json.dumps({"kind": "ltp", "settings": {"target_flops_reduction": budget}}))
+    return folder
+
+
+def test_sweep_adds_a_trained_point_with_its_own_weights_and_spec(make_bert, glue_env, tmp_path, monkeypatch,
+                                                                   capsys):
+    dense_dir = make_bert(name="sweep-dense", seed=3)
+    trained_dir = _with_budget(make_bert(spec=PruningSpec.threshold([0.0, 0.003, 0.006, 0.009]),
+                                         name="sweep-trained", seed=5), 1.8)
+    code, stdout, stderr = cli(monkeypatch, capsys, "sweep", dense_dir, "--task", "sst2", "--points", 3,
+                               "--max-eval-examples", 60, "--trained", trained_dir, "--json", tmp_path / "s.json",
+                               "--plot", tmp_path / "s.png")
+    assert code == 0, stderr
+    points = json.loads((tmp_path / "s.json").read_text())["points"]
+    assert [p["kind"] for p in points] == ["dense", "family", "family", "trained"]
+    point = points[-1]
+    # The trained checkpoint's own weights and spec on the same 60 dev sentences, computed here independently.
+    dense, trained = load_checkpoint(dense_dir), load_checkpoint(trained_dir)
+    data = EncodedData.build(dense.tokenizer(), load_glue("sst2", "dev", glue_env).take(60), 64)
+    ev, dense_ev = evaluate(trained.model, data), evaluate(dense.model, data)
+    # Its own weights, not the dense weights under its spec: the two keep other tokens (the test tells them apart).
+    assert evaluate(dense.model.with_spec(trained.spec), data).mean_kept != pytest.approx(ev.mean_kept)
+    assert point["metric"] == pytest.approx(ev.value) and point["flops_reduction"] == pytest.approx(ev.flops_reduction)
+    assert point["mean_kept_per_layer"] == pytest.approx(ev.mean_kept) and ev.flops_reduction > 1.05
+    assert point["metric_drop_points"] == pytest.approx(100 * (dense_ev.value - ev.value))
+    assert point["spec"]["thresholds"] == [0.0, 0.003, 0.006, 0.009] and point["budget"] == 1.8
+    assert point["checkpoint"] == str(trained_dir.resolve()) and point["origin"] == "given"
+    assert "trained 1.8x" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.png"]
+
+
+def _two_layer_bert(folder, tokenizer_from):
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    config = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                        vocab_size=30522, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(tokenizer_from)).save_pretrained(str(folder))
+    PruningSpec.threshold([0.0, 0.004]).save(folder)
+    return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("layers", "is not the architecture of the dense checkpoint"),
+    ("roberta", "is not the architecture of the dense checkpoint"),
+    ("no-spec", "has no pruning spec"),
+])
+def test_sweep_refuses_a_trained_checkpoint_that_does_not_fit(case, message, bert_dir, make_bert, make_roberta,
+                                                              minilm_dir, glue_env, tmp_path_factory, tmp_path,
+                                                              monkeypatch, capsys):
+    spec = PruningSpec.threshold([0.0, 0.002, 0.004, 0.006])
+    other = {"layers": lambda: _two_layer_bert(tmp_path_factory.mktemp("two-layer"), minilm_dir),
+             "roberta": lambda: make_roberta(spec=spec, name="sweep-roberta", num_labels=2),
+             "no-spec": lambda: make_bert(name="sweep-no-spec", seed=4)}[case]()
+    code, _, err = cli(monkeypatch, capsys, "sweep", bert_dir, "--task", "sst2", "--max-eval-examples", 20,
+                       "--trained", other, "--json", tmp_path / "s.json", "--plot", tmp_path / "s.png")
+    assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert ("num_layers 2, not 4" in err) == (case == "layers")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_trains_each_target_once_and_reuses_it(bert_dir, glue_env, tmp_path, monkeypatch):
+    import ltp_deploy.training
+    from ltp_deploy.sweep import SweepSettings, sweep
+
+    tiny = {"max_examples": 128, "batch_size": 32, "soft_steps": 4, "hard_steps": 3, "threshold_lr": 2e-4}
+    settings = SweepSettings(bert_dir, "sst2", tmp_path / "s.json", points=2, max_eval_examples=48,
+                             train_targets=(1.5,), train_dir=tmp_path / "trained", train_options=tiny)
+    lines = []
+    report = sweep(settings, log=lines.append)
+    folder = tmp_path / "trained" / "target-1.5"
+    point = report["points"][-1]
+    assert point["kind"] == "trained" and point["origin"] == "trained" and point["budget"] == 1.5
+    assert point["checkpoint"] == str(folder.resolve()) and point["spec"]["source"]["method"] == "ltp-deploy train"
+    trained = load_checkpoint(folder)
+    data = EncodedData.build(trained.tokenizer(), load_glue("sst2", "dev", glue_env).take(48), 64)
+    ev = evaluate(trained.model, data)
+    assert point["metric"] == pytest.approx(ev.value) and point["flops_reduction"] == pytest.approx(ev.flops_reduction)
+    assert point["flops_reduction"] >= 1.5  # the budget is met on the dev inputs the sweep measures
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    assert meta["settings"]["soft_steps"] == 4 and meta["dev_examples"] == 48
+    assert any(line.startswith("target 1.5x: hard:") for line in lines)
+
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}, folder.stat().st_mtime_ns
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of reusing the folder")
+
+    monkeypatch.setattr(ltp_deploy.training, "train", no_training)
+    again = sweep(settings, log=lines.append)
+    assert again["points"][-1]["origin"] == "reused" and again["points"][-1]["metric"] == point["metric"]
+    assert ({p.name: p.stat().st_mtime_ns for p in folder.iterdir()}, folder.stat().st_mtime_ns) == before
+    assert json.loads((folder / METADATA_FILE).read_text()) == meta
+    assert lines[-1].startswith("target 1.5x: reusing")
+
+
+def test_reusable_needs_the_same_budget_task_and_dense_model(bert_dir, tmp_path):
+    from ltp_deploy.sweep_trained import reusable
+
+    folder = tmp_path / "target-2"
+    folder.mkdir()
+    meta = {"kind": "ltp", "task": "sst2", "source_model": str(bert_dir.resolve()),
+            "settings": {"target_flops_reduction": None}, "budget": {"target": 2.0}}
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    assert reusable(folder, bert_dir, "sst2", 2.0)  # the default budget, recorded only in "budget"
+    assert not reusable(folder, bert_dir, "sst2", 2.5)
+    assert not reusable(folder, bert_dir, "mrpc", 2.0)
+    assert not reusable(folder, tmp_path, "sst2", 2.0)
+    (folder / METADATA_FILE).write_text(json.dumps({**meta, "kind": "dense"}))
+    assert not reusable(folder, bert_dir, "sst2", 2.0)
+    assert not reusable(tmp_path / "missing", bert_dir, "sst2", 2.0)
+
+
+def test_sweep_will_not_train_over_a_user_folder(bert_dir, glue_env, tmp_path, monkeypatch, capsys):
+    mine = tmp_path / "trained" / "target-2"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    code, _, err = cli(monkeypatch, capsys, "sweep", bert_dir, "--task", "sst2", "--train-targets", "2",
+                       "--train-dir", tmp_path / "trained", "--json", tmp_path / "s.json")
+    assert code == 2 and "--train-dir" in err and "not an ltp-deploy checkpoint folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "target-2", "trained"]
+
+
+def test_sweep_checks_the_training_options_up_front(bert_dir, tmp_path):
+    from ltp_deploy.sweep import SweepSettings, sweep
+
+    for options, message in [({"soft_steps": -1}, "--soft-steps must be zero"),
+                             ({"output": "x"}, "Unknown or sweep-set training options output"),
+                             ({"nope": 1}, "Unknown or sweep-set training options nope")]:
+        with pytest.raises(LtpDeployError, match=message):
+            sweep(SweepSettings(bert_dir, "sst2", tmp_path / "s.json", train_targets=(2.0,),
+                                train_dir=tmp_path / "t", train_options=options))
     assert list(tmp_path.iterdir()) == []

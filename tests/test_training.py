@@ -17,6 +17,7 @@ import torch
 from ltp_deploy.calibration.evaluate import EncodedData, evaluate
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
 from ltp_deploy.data import load_glue
+from ltp_deploy.reference import hf_twin, masked_reference
 from ltp_deploy.spec import PruningSpec
 from ltp_deploy.flops import flops_reduction
 from ltp_deploy.training import (
@@ -28,6 +29,7 @@ from ltp_deploy.training import (
     _distill_loss,
     fit_dense,
     fit_hard,
+    hard_flops_ratio,
     learn_thresholds,
     length_grouped_batches,
     mask_penalty,
@@ -68,8 +70,8 @@ def test_stage_steps():
     assert stage_steps(100, 32, 0.5, None) == 2
     assert stage_steps(100, 32, 3.0, 7) == 7
     assert stage_steps(100, 32, 0.0, None) == 0
-    # defaults: one dense epoch, 200 soft steps, 1000 hard steps
-    assert [stage_steps(67349, 32, None, None, s) for s in ("dense", "soft", "hard")] == [2105, 200, 1000]
+    # defaults: one dense epoch, 400 soft steps, 1000 hard steps
+    assert [stage_steps(67349, 32, None, None, s) for s in ("dense", "soft", "hard")] == [2105, 400, 1000]
     assert stage_steps(67349, 32, 0.1, None, "soft") == 210
 
 
@@ -87,6 +89,32 @@ def test_soft_forward_is_the_dense_forward_when_nothing_is_masked(small_bert):
     very_high = torch.full((layers,), 10.0)  # every token but CLS is masked out
     _, masks = soft_forward(model, very_high, torch.ones(layers, dtype=torch.bool), ids, mask, types, 1e-3, 128)
     assert torch.all(masks[:, :, 0] == 1) and torch.all(masks[:, :, 1:] < 1e-6)
+
+
+def test_soft_attention_masking_with_sharp_masks_is_the_masked_reference(small_bert):
+    """0/1 soft masks under ``masking="attention"`` must be LTP's hard rule: the masked reference (transformers' own
+    network with CLS kept) gives the same logits and keeps the tokens whose masks are 1."""
+    ckpt, tokenizer = small_bert
+    model = ckpt.model.eval()
+    enc = tokenizer(["a charming and often affecting journey , full of small surprises .", "bleak and tedious",
+                     "the film is not as good as its cast , and it is far too long"], padding=True,
+                    return_tensors="pt")
+    ids, mask, types = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+    layers = model.config.num_layers
+    values = [0.0] + [0.004 + 0.003 * i for i in range(layers - 1)]  # drops about half the tokens by the end
+    learned = torch.tensor([False] + [True] * (layers - 1))
+    with torch.no_grad():
+        logits, masks = soft_forward(model, torch.tensor(values), learned, ids, mask, types, 1e-9, 128, "attention")
+        spec = PruningSpec.threshold(values, n_ref=128, reference_cls="kept")
+        ref = masked_reference(hf_twin(model), spec, ids, mask, types)
+    soft_kept = (masks > 0.5).cumprod(dim=1).bool() & mask.bool()[:, None, :]  # (B, L-1, T)
+    assert torch.equal(soft_kept, ref.kept[:, 1:]), "sharp soft masks keep other tokens than the hard rule"
+    assert 0 < int(ref.kept[:, -1].sum()) < int(mask.sum())  # the case prunes, and not everything
+    torch.testing.assert_close(logits, ref.logits, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # LTP's output masking leaves dropped tokens in attention: not the hard rule
+        ltp_logits, _ = soft_forward(model, torch.tensor(values), learned, ids, mask, types, 1e-9, 128, "outputs")
+    exact = float((logits - ref.logits).abs().max())
+    assert float((ltp_logits - ref.logits).abs().max()) > max(1e-5, 100 * exact)
 
 
 def test_first_layer_fixed_gets_no_mask_and_stays_at_zero():
@@ -124,6 +152,32 @@ def test_soft_flops_of_binary_masks_are_the_hard_rules_flops(small_bert):
     assert float(ratio.detach()) == pytest.approx(expected, rel=1e-6)  # float32 masks
     ratio.backward()
     assert masks.grad is not None and float(masks.grad.abs().sum()) > 0  # differentiable in the masks
+
+
+def test_hard_flops_ratio_counts_the_hard_rule_with_the_soft_gradient(small_bert):
+    cfg = small_bert[0].config  # 4 layers
+    attention = torch.tensor([[1] * 9 + [0] * 3, [1] * 12])
+    learned = torch.tensor([False, True, True, True])
+    masks = torch.from_numpy(np.random.default_rng(1).uniform(0.05, 0.95, size=(2, 3, 12))).float()
+    masks[:, :, 0] = 1.0
+    masks.requires_grad_()
+    ratio = hard_flops_ratio(cfg, masks, learned, attention)
+    binary = soft_flops_ratio(cfg, (masks.detach() >= 0.5).float(), learned, attention)
+    assert float(ratio.detach()) == pytest.approx(float(binary), rel=1e-6)  # the value: the hard rule's FLOPs
+    assert float(ratio.detach()) != pytest.approx(float(soft_flops_ratio(cfg, masks.detach(), learned, attention)))
+    ratio.backward()
+    soft_masks = masks.detach().clone().requires_grad_()
+    soft_flops_ratio(cfg, soft_masks, learned, attention).backward()
+    torch.testing.assert_close(masks.grad, soft_masks.grad)  # the gradient: the soft masks'
+
+
+def test_thresholds_are_clamped_at_zero():
+    thresholds = Thresholds(4, 0.012, learn_first_layer=False)
+    with torch.no_grad():
+        thresholds.delta -= 0.005
+    thresholds.clamp_()
+    values = thresholds().detach()
+    assert float(values.min()) == 0.0 and float(values[3]) == pytest.approx(0.009 - 0.005)
 
 
 def test_lagrangian_multipliers_rise_while_the_budget_is_missed():
@@ -188,9 +242,43 @@ def test_a_larger_budget_keeps_fewer_tokens_in_the_soft_stage(small_bert, sst2_s
         thresholds = Thresholds(model.config.num_layers, 0.005, True)
         torch.manual_seed(0)
         log = learn_thresholds(model, thresholds, data, 30, settings, False, np.random.default_rng(0))
-        reached[target] = log.history[-1]["soft_flops_reduction"]
+        reached[target] = log.history[-1]["flops_reduction"]
         assert "multipliers" in log.history[-1]
     assert reached[3.0] > reached[1.2] + 0.2
+
+
+def test_budget_warmup_raises_the_target_from_one_to_the_budget(small_bert, sst2_small):
+    data = TrainData.build(small_bert[1], sst2_small[0], 64)
+    model = load_checkpoint(small_bert[0].path).model
+    settings = TrainSettings(model="unused", task="sst2", output="unused", target_flops_reduction=2.5,
+                             budget_warmup=0.5, warmup=0.0)
+    log = learn_thresholds(model, Thresholds(model.config.num_layers, 0.005, False), data, 20, settings, False,
+                           np.random.default_rng(0))
+    targets = [h["target"] for h in log.history]
+    assert targets == sorted(targets) and 1.0 < targets[0] < 1.3  # climbs from near 1x ...
+    assert targets[-1] == pytest.approx(2.5) and targets[len(targets) // 2] == pytest.approx(2.5)  # ... to 2.5x by half
+
+
+def test_soft_distillation_pulls_stage_one_towards_the_teacher(small_bert, sst2_small):
+    data = TrainData.build(small_bert[1], sst2_small[0], 64)
+    teacher = load_checkpoint(small_bert[0].path).model.eval()
+    batch = data.batch(np.arange(64))
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    with torch.no_grad():
+        target = teacher(*inputs)[0]
+    distances = {}
+    for soft_distill in (False, True):
+        model = _perturb(load_checkpoint(small_bert[0].path).model)  # start away from the teacher
+        settings = TrainSettings(model="unused", task="sst2", output="unused", distill=1.0, soft_distill=soft_distill,
+                                 soft_lr=2e-4, warmup=0.0)
+        torch.manual_seed(0)
+        log = learn_thresholds(model, Thresholds(model.config.num_layers, 0.0, False), data, 16, settings, False,
+                               np.random.default_rng(0), teacher)
+        assert ("distill_loss" in log.history[-1]) == soft_distill
+        model.eval()
+        with torch.no_grad():
+            distances[soft_distill] = float(_distill_loss(model(*inputs)[0], target, False))
+    assert distances[True] < 0.7 * distances[False]
 
 
 # ------------------------------------------------------------------------------------------------ the stages
@@ -244,17 +332,28 @@ def test_distill_loss_is_the_kl_divergence_to_the_teacher():
         float(((s[:, 0] - t[:, 0]) ** 2).mean()), rel=1e-9)
 
 
-def test_distillation_pulls_the_pruned_model_towards_the_dense_one(small_bert, sst2_small):
+def _perturb(model):
+    """Move a model's outputs well away from its twin's (seeded)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return model
+
+
+def _student_and_teacher(small_bert, sst2_small, perturb: bool):
+    """Training data, the dense teacher, a pruned student of the same weights, and one batch's inputs."""
     ckpt, tokenizer = small_bert
     data = TrainData.build(tokenizer, sst2_small[0], 64)
     teacher = load_checkpoint(ckpt.path).model.eval()
     student = load_checkpoint(ckpt.path).model.with_spec(
         PruningSpec.threshold([0.0, 0.01, 0.02, 0.03], reference_cls="kept"))
-    with torch.no_grad():  # move the student's outputs well away from the teacher's
-        for p in student.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     batch = data.batch(np.arange(64))
     inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    return data, teacher, _perturb(student) if perturb else student, inputs
+
+
+def test_distillation_pulls_the_pruned_model_towards_the_dense_one(small_bert, sst2_small):
+    data, teacher, student, inputs = _student_and_teacher(small_bert, sst2_small, perturb=True)
 
     def distance() -> float:
         student.eval()
@@ -266,6 +365,23 @@ def test_distillation_pulls_the_pruned_model_towards_the_dense_one(small_bert, s
     torch.manual_seed(0)
     log = fit_hard(student, data, 16, settings, False, np.random.default_rng(0), teacher)
     assert "distill_loss" in log.history[-1]
+    assert distance() < 0.7 * before
+
+
+def test_hidden_distillation_pulls_the_cls_rows_towards_the_dense_ones(small_bert, sst2_small):
+    data, teacher, student, inputs = _student_and_teacher(small_bert, sst2_small, perturb=False)
+
+    def distance() -> float:
+        student.eval()
+        with torch.no_grad():
+            return float(torch.nn.functional.mse_loss(student.encode(*inputs)[0], teacher.encode(*inputs)[0]))
+
+    before = distance()
+    settings = TrainSettings(model="unused", task="sst2", output="unused", distill=0.0, distill_hidden=10.0,
+                             hard_lr=2e-4, warmup=0.0)
+    torch.manual_seed(0)
+    log = fit_hard(student, data, 16, settings, False, np.random.default_rng(0), teacher)
+    assert log.history[-1]["hidden_loss"] < log.history[0]["hidden_loss"]
     assert distance() < 0.7 * before
 
 
@@ -316,6 +432,11 @@ def test_regression_task_gets_a_one_output_head(minilm_dir, glue):
     (["--task", "sst2", "--target-flops-reduction", "1"], "--target-flops-reduction must be above 1"),
     (["--task", "sst2", "--lagrangian-lr", "0"], "--lagrangian-lr must be positive"),
     (["--task", "sst2", "--distill", "1.5"], "--distill must be a weight in"),
+    (["--task", "sst2", "--distill-hidden", "-1"], "--distill-hidden must be zero or more"),
+    (["--task", "sst2", "--budget-warmup", "1.5"], "--budget-warmup must be a fraction"),
+    (["--task", "sst2", "--soft-masking", "keys"], "--soft-masking must be one of"),
+    (["--task", "sst2", "--budget-counts", "soft"], "--budget-counts must be hard or expected"),
+    (["--task", "sst2", "--final-temperature", "0"], "--final-temperature must be positive"),
     (["--task", "sst2", "--soft-epochs", "-1"], "--soft-epochs must be zero or more"),
     (["--task", "sst2", "--batch-size", "0"], "--batch-size must be positive"),
     (["--task", "sst2", "--temperature", "0"], "--temperature must be positive"),

@@ -53,13 +53,13 @@ def train(
         "--dense-steps", help="Stage-0 steps (overrides --dense-epochs; 0 skips).", rich_help_panel=_T)] = None,
     dense_lr: Annotated[float, typer.Option("--dense-lr", rich_help_panel=_T)] = 5e-5,
     soft_epochs: Annotated[Optional[float], typer.Option(
-        "--soft-epochs", help="Stage-1 epochs (default: 200 steps).", rich_help_panel=_T)] = None,
+        "--soft-epochs", help="Stage-1 epochs (default: 400 steps).", rich_help_panel=_T)] = None,
     soft_steps: Annotated[Optional[int], typer.Option(
-        "--soft-steps", help="Stage-1 steps (overrides --soft-epochs; default: 200).", rich_help_panel=_T)] = None,
+        "--soft-steps", help="Stage-1 steps (overrides --soft-epochs; default: 400).", rich_help_panel=_T)] = None,
     soft_lr: Annotated[float, typer.Option("--soft-lr", help="Weights' learning rate in stage 1.",
                                            rich_help_panel=_T)] = 2e-5,
     threshold_lr: Annotated[float, typer.Option(
-        "--threshold-lr", help="Thresholds' learning rate (their own AdamW group).", rich_help_panel=_T)] = 5e-5,
+        "--threshold-lr", help="Thresholds' learning rate (their own AdamW group).", rich_help_panel=_T)] = 1e-4,
     target_flops_reduction: Annotated[Optional[float], typer.Option(
         "--target-flops-reduction", help="Train to this FLOPs reduction on the dev inputs (default 2.0 unless "
         "--lambda is given).", rich_help_panel=_T)] = None,
@@ -67,9 +67,23 @@ def train(
         "--lambda", help="LTP's fixed penalty instead of a budget: weight of sum over layers of mean(soft mask); "
         "larger keeps fewer tokens.", rich_help_panel=_T)] = None,
     lagrangian_lr: Annotated[float, typer.Option(
-        "--lagrangian-lr", help="Ascent rate of the budget's Lagrange multipliers.", rich_help_panel=_T)] = 0.01,
+        "--lagrangian-lr", help="Ascent rate of the budget's Lagrange multipliers.", rich_help_panel=_T)] = 0.05,
+    budget_warmup: Annotated[float, typer.Option(
+        "--budget-warmup", help="Fraction of stage 1 over which the target climbs from 1x to the budget (0: none).",
+        rich_help_panel=_T)] = 0.5,
+    budget_counts: Annotated[str, typer.Option(
+        "--budget-counts", help="What stage 1's budget counts: 'hard' (the hard rule's FLOPs, soft gradient) or "
+        "'expected' (the soft masks' expected FLOPs, ToP's).", rich_help_panel=_T)] = "hard",
+    soft_masking: Annotated[Optional[str], typer.Option(
+        "--soft-masking", help="What stage 1's soft masks act on: 'attention' (a token weighs in later layers' "
+        "attention by its masks, as the hard rule drops it; the budget's default) or 'outputs' (LTP's, --lambda's).",
+        rich_help_panel=_T)] = None,
     temperature: Annotated[float, typer.Option(
         "--temperature", help="Soft-mask sigmoid width T, in score units.", rich_help_panel=_T)] = 1e-3,
+    final_temperature: Annotated[Optional[float], typer.Option(
+        "--final-temperature", help="T shrinks geometrically to this over stage 1 (default: 2e-4 under a budget; "
+        "fixed under --lambda, as in LTP).",
+        rich_help_panel=_T)] = None,
     final_token_threshold: Annotated[float, typer.Option(
         "--final-token-threshold", help="Thresholds start at this * l / L (LTP).", rich_help_panel=_T)] = 0.01,
     learn_first_layer: Annotated[bool, typer.Option(
@@ -85,6 +99,12 @@ def train(
     distill: Annotated[float, typer.Option(
         "--distill", help="Stage-2 weight of distillation from the dense model (0: labels only, as LTP).",
         rich_help_panel=_T)] = 0.5,
+    soft_distill: Annotated[bool, typer.Option(
+        "--soft-distill/--no-soft-distill", help="Distil from the dense model in stage 1 too (weight --distill).",
+        rich_help_panel=_T)] = False,
+    distill_hidden: Annotated[float, typer.Option(
+        "--distill-hidden", help="Stage-2 weight of the squared error to the dense model's last CLS row (0: off).",
+        rich_help_panel=_T)] = 0.0,
     overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.errors import LtpDeployError
@@ -99,9 +119,11 @@ def train(
         max_eval_examples=max_eval_examples, dense_epochs=dense_epochs, dense_steps=dense_steps, dense_lr=dense_lr,
         soft_epochs=soft_epochs, soft_steps=soft_steps, soft_lr=soft_lr, threshold_lr=threshold_lr,
         target_flops_reduction=target_flops_reduction, lambda_=lambda_, lagrangian_lr=lagrangian_lr,
-        temperature=temperature, final_token_threshold=final_token_threshold,
+        budget_warmup=budget_warmup, budget_counts=budget_counts, soft_masking=soft_masking,
+        temperature=temperature, final_temperature=final_temperature, final_token_threshold=final_token_threshold,
         learn_first_layer=learn_first_layer, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
-        hard_lr=hard_lr, distill=distill, overwrite=overwrite,
+        hard_lr=hard_lr, distill=distill, soft_distill=soft_distill, distill_hidden=distill_hidden,
+        overwrite=overwrite,
     )
     report = run_train(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
     dense = f"; dense model {report.dense_output}" if report.dense_output else ""

@@ -6,12 +6,14 @@ of ~40: three times less work for the same examples):
 
 0. **dense** (only when the model has no trained head, e.g. the bare MiniLM encoder): fine-tune encoder + head.
    The result is saved as its own checkpoint: the dense baseline for ``calibrate``, ``export --dense`` and bench.
-1. **soft** (LTP's soft mask): each layer's output, after its feed-forward and LayerNorm, is multiplied by
-   ``sigmoid((s - thr_l) / T)``, ``s`` being that layer's LTP score with the constant ``n_ref`` normaliser; no
-   token is dropped. The loss adds a FLOPs budget's Lagrangian (default, ``--target-flops-reduction``) or LTP's
-   ``lambda * sum_l mean(mask_l)``, so the thresholds rise until the budget is met, or until dropping more would
-   cost more task loss than it saves. Weights and thresholds train together; the thresholds have their own
-   optimizer and learning rate.
+1. **soft**: each layer l > 0 gets the mask ``sigmoid((s - thr_l) / T)``, ``s`` being that layer's LTP score with
+   the constant ``n_ref`` normaliser; no token is dropped. By default (``--soft-masking attention``) a token then
+   weighs in later layers' attention by the product of its masks so far (as a key and in the scores), so that 0/1
+   masks are exactly the hard rule; LTP's own form (``outputs``) multiplies the layer's output rows instead. T
+   shrinks over the stage (``--final-temperature``). The loss adds a FLOPs budget's Lagrangian (default,
+   ``--target-flops-reduction``) on the hard rule's FLOPs of the batch, with the soft masks' gradient, its target
+   warming up from 1x (``--budget-warmup``), or LTP's ``lambda * sum_l mean(mask_l)``. Weights and thresholds
+   train together; the thresholds have their own optimizer and learning rate and never go below 0.
 2. **hard**: the weights are fine-tuned under the deployed rule (``PrunedClassifier(cfg, spec)``, whose gather is
    differentiable for the surviving tokens), so they adapt to really losing the dropped tokens. Under a budget the
    thresholds are scaled to hold it, first on the training batches, then once on the dev inputs (``budget``).
@@ -31,9 +33,10 @@ from ltp_deploy.training.batches import TrainData, length_grouped_batches, stage
 from ltp_deploy.training.budget import BudgetController, Lagrangian, meet_budget
 from ltp_deploy.training.run import train
 from ltp_deploy.training.settings import DEFAULT_TARGET, StageLog, TrainReport, TrainSettings
-from ltp_deploy.training.soft import Thresholds, mask_penalty, soft_flops_ratio, soft_forward
+from ltp_deploy.training.soft import Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
 from ltp_deploy.training.stages import _distill_loss, fit_dense, fit_hard, learn_thresholds
 
 __all__ = ["train", "TrainSettings", "TrainReport", "StageLog", "DEFAULT_TARGET", "TrainData", "Thresholds",
-           "soft_forward", "mask_penalty", "soft_flops_ratio", "Lagrangian", "BudgetController", "meet_budget",
+           "soft_forward", "mask_penalty", "soft_flops_ratio", "hard_flops_ratio", "Lagrangian", "BudgetController",
+           "meet_budget",
            "fit_dense", "learn_thresholds", "fit_hard", "length_grouped_batches", "stage_steps", "_distill_loss"]

@@ -62,7 +62,7 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return [out[i] for i in rng.permutation(len(out))]
 
 
-DEFAULT_BUDGETS = {"dense": (1.0, None), "soft": (None, 200), "hard": (None, 1000)}  # (epochs, steps)
+DEFAULT_BUDGETS = {"dense": (1.0, None), "soft": (None, 400), "hard": (None, 1000)}  # (epochs, steps)
 
 
 def stage_steps(n_examples: int, batch_size: int, epochs: float | None, steps: int | None,

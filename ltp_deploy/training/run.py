@@ -79,18 +79,20 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
 
     # Stage 1 trains the dense model's weights in place (the dense checkpoint is already written).
     teacher = None
-    if settings.distill > 0:
+    if settings.distill > 0 or settings.distill_hidden > 0:
         teacher = PrunedClassifier(model.config, None)
         teacher.load_state_dict(model.state_dict(), strict=True)
         teacher.eval().requires_grad_(False)
     thresholds = Thresholds(model.config.num_layers, settings.final_token_threshold, settings.learn_first_layer)
     soft_steps = stage_steps(n, bs, settings.soft_epochs, settings.soft_steps, "soft")
-    stage = learn_thresholds(model, thresholds, data, soft_steps, settings, regression, _stage_rng(settings.seed, 1))
+    stage = learn_thresholds(model, thresholds, data, soft_steps, settings, regression, _stage_rng(settings.seed, 1),
+                             teacher)
     stages.append(stage)
     source = {"method": "ltp-deploy train", "final_token_threshold": settings.final_token_threshold,
               "deltas": [float(d) for d in thresholds.delta.detach()], "lambda": settings.lambda_,
               "target_flops_reduction": settings.budget, "temperature": settings.temperature,
-              "learn_first_layer": settings.learn_first_layer}
+              "final_temperature": settings.end_temperature, "soft_masking": settings.masking,
+              "budget_counts": settings.budget_counts, "learn_first_layer": settings.learn_first_layer}
     pruned = PrunedClassifier(model.config, thresholds.spec(settings.n_ref, source))  # real dropping
     pruned.load_state_dict(model.state_dict(), strict=True)
     soft_eval = evaluate(pruned, dev)

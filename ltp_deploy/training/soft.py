@@ -28,15 +28,34 @@ class Thresholds(nn.Module):
     def forward(self) -> torch.Tensor:  # (L,)
         return self.base + self.delta * self.learned
 
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Keep every threshold at or above 0: below it a layer drops nothing whatever the value, and the soft
+        mask's gradient fades, so a threshold that wandered there could never come back."""
+        self.delta.copy_(torch.maximum(self.delta, -self.base))
+
     def spec(self, n_ref: int, source: dict) -> PruningSpec:
         """The hard-rule spec; a threshold that ended at or below 0 becomes exactly 0 (that layer drops nothing)."""
         values = [max(0.0, float(v)) for v in self().detach()]
         return PruningSpec.threshold(values, n_ref=n_ref, source=source, reference_cls="kept")
 
 
+SOFT_MASKING = ("attention", "outputs")
+
+
 def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: torch.Tensor, input_ids,
-                 attention_mask, token_type_ids, temperature: float, n_ref: int):
-    """LTP's soft-mask forward, run on the model's own modules; no token is dropped.
+                 attention_mask, token_type_ids, temperature: float, n_ref: int, masking: str = "attention"):
+    """The soft-mask forward, run on the model's own modules; no token is dropped.
+
+    Layer ``l``'s mask is ``sigmoid((s - thr_l) / T)`` on its scores ``s`` (CLS fixed at 1). ``masking`` says what
+    the masks act on:
+
+    * ``"attention"``: a token weighs in later layers by its *reach*, the product of its masks so far: as a key,
+      ``log(reach)`` is added to its attention logits; as a query, its attention row counts ``reach`` times in the
+      scores. With 0/1 masks this is exactly the hard rule (a dropped token is neither attended to nor scores), so
+      what the weights learn here carries over to the deployed graph.
+    * ``"outputs"``: LTP's soft stage: the layer's output rows are multiplied by the mask; masked tokens still sit
+      in every later layer's attention as keys (with near-zero inputs) and queries.
 
     Args:
         model: a dense ``PrunedClassifier`` (its layers' pruners are not used).
@@ -44,6 +63,7 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
         input_ids, attention_mask, token_type_ids: (B, T) int64, right-padded.
         temperature: sigmoid width T, in score units.
         n_ref: the constant score normaliser.
+        masking: ``"attention"`` or ``"outputs"`` (``SOFT_MASKING``).
     Returns:
         ``logits`` (B, C) and ``masks`` (B, L', T): the soft keep mask of each masked layer (CLS fixed at 1).
     """
@@ -52,15 +72,21 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
     layout = Padded(alive)  # every slot is a row, padding included
     x = backbone.embeddings(input_ids, token_type_ids).flatten(0, 1)[None]  # (1, B*T, D)
     is_cls = torch.arange(alive.shape[1], device=x.device) == 0  # (T,): kept by the deployed rule, never masked
+    log_reach = torch.zeros(alive.shape, dtype=x.dtype, device=x.device)  # (B, T): log of the masks' product
     masks = []
     for i, layer in enumerate(backbone.encoder.layer):
         a, probs = layer.attention(x, layout)  # (1, B*T, D), (B, H, T, T)
         x = layer.output(layer.intermediate(a), a)  # (1, B*T, D)
         if learned[i]:
-            s = token_scores(probs, alive, n_ref)  # (B, T)
-            mask = torch.sigmoid((s - thresholds[i]) / temperature).masked_fill(is_cls, 1.0)  # (B, T)
-            x = x * mask.reshape(1, -1, 1)
+            queries = alive if masking == "outputs" else log_reach.exp() * alive  # (B, T) query weights
+            z = (token_scores(probs, queries, n_ref) - thresholds[i]) / temperature  # (B, T)
+            mask = torch.sigmoid(z).masked_fill(is_cls, 1.0)
             masks.append(mask)
+            if masking == "outputs":
+                x = x * mask.reshape(1, -1, 1)
+            else:
+                log_reach = log_reach + nn.functional.logsigmoid(z).masked_fill(is_cls, 0.0)
+                layout = Padded(alive, log_reach)
     masks = torch.stack(masks, dim=1) if masks else x.new_zeros(alive.shape[0], 0, alive.shape[1])
     return model.head(layout.firsts(x)), masks
 
@@ -69,6 +95,15 @@ def mask_penalty(masks, attention_mask):  # (B, L', T), (B, T) -> scalar
     """``sum over layers of mean(mask)``, the mean taken over the batch and real (unpadded) positions."""
     real = attention_mask.to(masks.dtype)[:, None, :]  # (B, 1, T)
     return ((masks * real).sum(dim=(0, 2)) / real.sum()).sum()
+
+
+def hard_flops_ratio(config, masks, learned, attention_mask):  # (B, L', T), (L,) bool, (B, T) -> scalar
+    """The hard rule's FLOPs over the dense FLOPs (a mask of 0.5 or more keeps its token: the score reaches the
+    threshold), with the gradient of ``soft_flops_ratio`` (a straight-through estimate): the budget then steers
+    the FLOPs that the deployed rule spends, in the direction the soft masks say."""
+    soft = soft_flops_ratio(config, masks, learned, attention_mask)
+    hard = soft_flops_ratio(config, (masks >= 0.5).to(masks.dtype), learned, attention_mask)
+    return hard + soft - soft.detach()
 
 
 def soft_flops_ratio(config, masks, learned, attention_mask):  # (B, L', T), (L,) bool, (B, T) -> scalar

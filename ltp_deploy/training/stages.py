@@ -16,7 +16,7 @@ from ltp_deploy.progress import progress_bar
 from ltp_deploy.training.batches import TrainData
 from ltp_deploy.training.budget import BudgetController, Lagrangian
 from ltp_deploy.training.settings import StageLog, TrainSettings
-from ltp_deploy.training.soft import Thresholds, mask_penalty, soft_flops_ratio, soft_forward
+from ltp_deploy.training.soft import Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the usual groups: no decay on biases and LayerNorm weights."""
@@ -87,33 +87,61 @@ def fit_dense(model: PrunedClassifier, data: TrainData, steps: int, lr: float, s
 
 
 def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: TrainData, steps: int,
-                     settings: TrainSettings, regression: bool, rng: np.random.Generator) -> StageLog:
-    """Stage 1: weights and thresholds under LTP's soft mask. The loss is the task loss plus, under a budget
-    (``settings.budget``), the ``Lagrangian`` of the soft masks' expected FLOPs, else LTP's
-    ``lambda * sum_l mean(mask_l)``."""
+                     settings: TrainSettings, regression: bool, rng: np.random.Generator,
+                     teacher: PrunedClassifier | None = None) -> StageLog:
+    """Stage 1: weights and thresholds under the soft masks (``soft.soft_forward``). The loss is the task loss
+    (mixed with distillation from ``teacher`` when ``settings.soft_distill``) plus, under a budget
+    (``settings.budget``), the ``Lagrangian`` of the batch's FLOPs (``settings.budget_counts``), else LTP's
+    ``lambda * sum_l mean(mask_l)``. T and the budget's target follow ``_soft_schedule``."""
     model.train()
     optimizers = [_adamw(model, settings.soft_lr, settings.weight_decay),
                   torch.optim.AdamW(thresholds.parameters(), lr=settings.threshold_lr, weight_decay=0.0)]
     lagrangian = Lagrangian(settings.budget) if settings.budget is not None else None
     if lagrangian is not None:
         optimizers.append(lagrangian.optimizer(settings.lagrangian_lr))
+    counts = hard_flops_ratio if settings.budget_counts == "hard" else soft_flops_ratio
+    weight = settings.distill if teacher is not None and settings.soft_distill else 0.0
+    done = iter(range(steps))
 
     def step_loss(b):
-        logits, masks = soft_forward(model, thresholds(), thresholds.learned, b["input_ids"], b["attention_mask"],
-                                     b["token_type_ids"], settings.temperature, settings.n_ref)
+        thresholds.clamp_()  # the projection after the previous step
+        temperature, target = _soft_schedule(settings, next(done), steps)
+        inputs = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        logits, masks = soft_forward(model, thresholds(), thresholds.learned, *inputs, temperature, settings.n_ref,
+                                     settings.masking)
         task = _task_loss(logits, b["labels"], regression)
         penalty = mask_penalty(masks, b["attention_mask"])
         logged = {"task_loss": float(task.detach()), "soft_kept": float(penalty.detach()) / max(1, masks.shape[1]),
                   "thresholds": thresholds().detach().numpy()}
+        if weight:
+            with torch.no_grad():
+                teacher_logits, _ = teacher(*inputs)
+            distill = _distill_loss(logits, teacher_logits, regression)
+            logged["distill_loss"] = float(distill.detach())
+            task = (1 - weight) * task + weight * distill
         if lagrangian is None:
             return task + settings.lambda_ * penalty, logged
-        ratio = soft_flops_ratio(model.config, masks, thresholds.learned, b["attention_mask"])
-        logged.update(soft_flops_reduction=1.0 / float(ratio.detach()),
+        lagrangian.target_ratio = 1.0 / target
+        ratio = counts(model.config, masks, thresholds.learned, b["attention_mask"])
+        logged.update(flops_reduction=1.0 / float(ratio.detach()), target=target,
                       multipliers=lagrangian.multipliers.detach().numpy().copy())
         return task + lagrangian(ratio), logged
 
     return _optimise("soft", steps, data.stream(settings.batch_size, rng), step_loss, optimizers,
                      list(model.parameters()), settings.warmup)
+
+
+def _soft_schedule(settings: TrainSettings, step: int, steps: int) -> tuple[float, float | None]:
+    """Stage 1's T and budget target at ``step``: T shrinks geometrically from ``temperature`` to
+    ``end_temperature``; the target (None without a budget) climbs linearly from 1x to the budget over the first
+    ``budget_warmup`` of the steps (ToP's warm-up), then stays."""
+    t0, t1 = settings.temperature, settings.end_temperature
+    temperature = t0 * (t1 / t0) ** (step / max(1, steps - 1))
+    if settings.budget is None:
+        return temperature, None
+    warm = settings.budget_warmup * steps
+    progress = min(1.0, (step + 1) / warm) if warm else 1.0
+    return temperature, 1.0 + (settings.budget - 1.0) * progress
 
 
 def _distill_loss(logits, teacher_logits, regression: bool):
@@ -130,24 +158,29 @@ def fit_hard(model: PrunedClassifier, data: TrainData, steps: int, settings: Tra
     budget a ``BudgetController`` scales the thresholds after every step to hold it on the training batches."""
     model.train()
     weight = settings.distill if teacher is not None else 0.0
+    hidden_weight = settings.distill_hidden if teacher is not None else 0.0
     controller = BudgetController(model, settings.budget) if settings.budget is not None else None
 
     def step_loss(b):
         inputs = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
-        logits, kept = model(*inputs)
+        cls, kept = model.encode(*inputs)
+        logits = model.head(cls)
         lengths = b["attention_mask"].sum(dim=1).numpy()
         logged = {"flops_reduction": flops_reduction(model.config, lengths, kept.numpy())}
         if controller is not None:
             logged["running_reduction"] = controller.update(lengths, kept.numpy())
             logged["threshold_scale"] = controller.scale
         task = _task_loss(logits, b["labels"], regression)
-        if not weight:
+        if not (weight or hidden_weight):
             return task, logged
         with torch.no_grad():
-            teacher_logits, _ = teacher(*inputs)
+            teacher_cls, _ = teacher.encode(*inputs)
+            teacher_logits = teacher.head(teacher_cls)
         distill = _distill_loss(logits, teacher_logits, regression)
-        logged.update(task_loss=float(task.detach()), distill_loss=float(distill.detach()))
-        return (1 - weight) * task + weight * distill, logged
+        hidden = nn.functional.mse_loss(cls, teacher_cls)
+        logged.update(task_loss=float(task.detach()), distill_loss=float(distill.detach()),
+                      hidden_loss=float(hidden.detach()))
+        return (1 - weight) * task + weight * distill + hidden_weight * hidden, logged
 
     return _optimise("hard", steps, data.stream(settings.batch_size, rng), step_loss,
                      [_adamw(model, settings.hard_lr, settings.weight_decay)], list(model.parameters()),
