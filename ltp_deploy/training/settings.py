@@ -69,9 +69,8 @@ class TrainSettings:
     target_flops_reduction: float | None = None  # None: DEFAULT_TARGET, unless lambda_ is given
     lambda_: float | None = None  # LTP's fixed penalty instead of a budget
     lagrangian_lr: float = 0.05  # ascent rate of l1 and l2 (their own AdamW, maximising)
-    # Fraction of stage 1 over which the budget's target climbs linearly to X (ToP's warm-up) from the reduction
-    # of the initial thresholds, so that the weights follow the thresholds instead of meeting the whole budget at
-    # once; 0 sets X from the start.
+    # Fraction of stage 1 over which the budget's target climbs linearly from 1x to X (ToP's warm-up), so that the
+    # weights follow the thresholds instead of meeting the whole budget at once; 0 sets X from the start.
     budget_warmup: float = 0.5
     # What the budget counts in stage 1: "hard", the FLOPs of the hard rule on the batch with the soft masks'
     # gradient (``soft.hard_flops_ratio``), or "expected", the soft masks' expected FLOPs (ToP's), which a product
