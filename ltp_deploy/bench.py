@@ -108,7 +108,7 @@ BENCH_SCHEMA: dict[str, str] = {
     "models.*.runtime": "str: runtime adapter name",
     "models.*.device": "str: device it ran on",
     "models.*.precision": "str|null: arithmetic precision",
-    "models.*.weights": "str|null: how the graph stores its weights ('fp32', 'fp16')",
+    "models.*.weights": "str|null: how the graph stores its weights ('fp32', 'fp16', 'int8')",
     "models.*.single_sequence": "bool: a batch-1 graph (export --single-sequence), called once per row of a batch",
     "models.*.batch1_graph": "bool: batches of one ran the export's separate batch-1 graph (model-b1.onnx/.xml)",
     "models.*.pruning": "str: 'dense', 'absolute_threshold' or 'topk'",

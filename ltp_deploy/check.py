@@ -29,7 +29,9 @@ fails its gate):
   point). The baseline is the reference checkpoint under its own *masked* rule, which is what training and
   calibration measured, so the gate isolates what export and runtime changed. Needs ``reference``.
 * ``max-decision-mismatch R``: (compared sequences whose kept counts differ in any layer) / (compared sequences)
-  <= R. Needs ``reference``; with a reference it is always on, default ``R = 0.01``.
+  <= R. Needs ``reference``; with a reference it is always on, default ``R = 0.01``, except on an INT8 export
+  (metadata ``precision: int8``), whose kept sets may differ by a token near a threshold: there it is reported,
+  and gated only when given.
 
 The gated metric is the task's primary metric (accuracy; pearson for STS-B; matthews for CoLA) unless
 ``metric`` names another of the task's metrics (e.g. ``f1`` for MRPC). The drop against the dense model is
@@ -324,7 +326,8 @@ def run_check(s: CheckSettings) -> dict:
         value = results["graph"]["value"]
         drop = {"vs_reference": difference(results["reference"]["value"], value),
                 "vs_dense": difference(results["dense"]["value"], value)}
-    gates = evaluate_gates(s, metric, results, drop, agreement)
+    int8 = export.metadata.get("precision") == "int8"
+    gates = evaluate_gates(s, metric, results, drop, agreement, int8=int8)
     from ltp_deploy.environment import library_versions
 
     meta = export.metadata
@@ -338,7 +341,8 @@ def run_check(s: CheckSettings) -> dict:
                      "batch_size": s.batch_size, "max_examples": s.max_examples, "metric": metric},
         "model": {"path": str(s.model), "graph": str(export.graph), "target": meta.get("target"),
                   "runtime": runtime.name, "precision": runtime.precision,
-                  "pruning": meta.get("pruning", "dense"), "spec": meta.get("spec"), "source": meta.get("source", {})},
+                  "pruning": meta.get("pruning", "dense"), "spec": meta.get("spec"), "source": meta.get("source", {}),
+                  "weights": meta.get("precision", "fp32"), "quantization": meta.get("quantization")},
         "reference": None if ckpt is None else {
             "path": str(s.reference), "pruning": ckpt.spec.mode if ckpt.spec else "dense",
             "spec": ckpt.spec.to_dict() if ckpt.spec else None},
@@ -451,8 +455,12 @@ def _agreement(examples, graph: _Outputs, ref: _Outputs, cls_pruned: np.ndarray)
 # ------------------------------------------------------------------------------------------------ gates
 
 def evaluate_gates(s: CheckSettings, metric: str, results: dict, drop: dict | None,
-                   agreement: dict | None) -> list[dict]:
+                   agreement: dict | None, int8: bool = False) -> list[dict]:
     """The gates the settings ask for, each ``{name, value, bound, op, passed, message}`` (``CHECK_SCHEMA``).
+
+    ``int8``: the graph is an INT8 export, whose kept sets may legitimately differ near a threshold: the
+    decision agreement is reported but gated only when ``--max-decision-mismatch`` is given (gate INT8 graphs
+    with ``--max-drop`` or ``--min-metric``).
 
     A value that could not be measured (null: a correlation of constant predictions, or no sequence in which
     the reference kept CLS) fails its gate.
@@ -464,7 +472,7 @@ def evaluate_gates(s: CheckSettings, metric: str, results: dict, drop: dict | No
         detail = (f" (graph {fmt(results['graph']['value'])}, reference "
                   f"{fmt(results['reference']['value'])} under the masked rule)")
         gates.append(_gate("max-drop", f"{metric} drop", drop["vs_reference"], "<=", s.max_drop, detail))
-    bound = s.decision_bound
+    bound = None if int8 and s.max_decision_mismatch is None else s.decision_bound
     if bound is not None:
         detail = (f" ({agreement['mismatched']} of {agreement['compared']} sequences differ in some layer's kept "
                   f"count; {agreement['reference_cls_pruned']} with CLS pruned by the reference not compared)")

@@ -22,7 +22,10 @@ import torch
 
 
 def key_bias(alive):  # (B, T) bool -> (B, 1, 1, T): 0 for a real key, float32's lowest for padding
-    return (~alive)[:, None, None, :].float() * torch.finfo(torch.float32).min
+    # A select, not cast-and-multiply: OpenVINO's INT8 transformations read Convert(u8) x constant as a
+    # dequantization and, in an NNCF-quantized graph, turned every key's bias into the lowest float.
+    lowest = torch.tensor(torch.finfo(torch.float32).min, device=alive.device)
+    return torch.where(alive[:, None, None, :], torch.zeros((), device=alive.device), lowest)
 
 
 def first_rows_index(counts):  # (B,) -> (B,): the row where each sequence starts

@@ -121,7 +121,8 @@ def test_failed_validation_leaves_no_folder(roberta, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, fragment", [
-    ({"precision": "int8"}, "use fp32 or fp16"),
+    ({"precision": "int4"}, "use fp32, fp16 or int8"),
+    ({"precision": "int8"}, "calibrated on training sentences"),
     ({"atol": -1.0}, "atol must be a finite number >= 0"),
     ({"atol": float("nan")}, "atol must be a finite number >= 0"),
 ])

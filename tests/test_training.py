@@ -21,6 +21,7 @@ from ltp_deploy.reference import hf_twin, masked_reference
 from ltp_deploy.spec import PruningSpec
 from ltp_deploy.flops import flops_reduction
 from ltp_deploy.training import (
+    DEFAULT_TARGET,
     BudgetController,
     Lagrangian,
     Thresholds,
@@ -73,6 +74,26 @@ def test_stage_steps():
     # defaults: one dense epoch, 400 soft steps, 1000 hard steps
     assert [stage_steps(67349, 32, None, None, s) for s in ("dense", "soft", "hard")] == [2105, 400, 1000]
     assert stage_steps(67349, 32, 0.1, None, "soft") == 210
+
+
+def test_task_recipes_fill_what_is_not_given():
+    """IMDB has its own defaults (long reviews on 2 cores); GLUE tasks keep the SST-2 recipe; given options win."""
+    from ltp_deploy.training.recipes import RECIPES
+
+    imdb = TrainSettings(model="m", task="imdb", output="o").resolved()
+    r = RECIPES["imdb"]
+    assert (imdb.batch_size, imdb.max_examples, imdb.threshold_lr, imdb.budget_examples) == \
+        (r.batch_size, r.max_examples, r.threshold_lr, r.budget_examples)
+    assert (imdb.soft_steps, imdb.hard_steps, imdb.dense_epochs) == (r.stages["soft"][1], r.stages["hard"][1], 1.0)
+    assert imdb.budget == imdb.target_flops_reduction == r.target != DEFAULT_TARGET
+    sst2 = TrainSettings(model="m", task="sst2", output="o").resolved()
+    assert (sst2.batch_size, sst2.max_examples, sst2.threshold_lr, sst2.budget) == (32, None, 1e-4, DEFAULT_TARGET)
+    assert (sst2.soft_steps, sst2.hard_steps, sst2.dense_epochs) == (400, 1000, 1.0)
+    given = TrainSettings(model="m", task="imdb", output="o", batch_size=8, soft_epochs=0.5, lambda_=0.05,
+                          max_examples=100).resolved()
+    assert (given.batch_size, given.soft_epochs, given.soft_steps, given.max_examples) == (8, 0.5, None, 100)
+    assert given.budget is None and given.target_flops_reduction is None
+    assert given.resolved() == given
 
 
 def test_soft_forward_is_the_dense_forward_when_nothing_is_masked(small_bert):

@@ -20,6 +20,8 @@ Examples:
   ltp-deploy export runs/sst2-ltp --target openvino -o out/sst2-ov
   ltp-deploy export runs/sst2-ltp --target openvino --precision fp16 -o out/sst2-ov16
   ltp-deploy export runs/sst2-ltp --target openvino --single-sequence -o out/sst2-ov-b1
+  ltp-deploy export runs/sst2-ltp --target onnx --precision int8 --task sst2 -o out/sst2-int8
+  ltp-deploy export runs/sst2-ltp --target openvino --precision int8 --task sst2 -o out/sst2-ov-int8
   ltp-deploy export ltp-roberta/ --data dev.tsv --text-column sentence -o out/ltp
 """
 
@@ -32,6 +34,7 @@ class Target(str, Enum):
 class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
+    int8 = "int8"
 
 
 def export(
@@ -40,7 +43,18 @@ def export(
     target: Annotated[Target, typer.Option("--target", "-t", help="Export format.")] = Target.onnx,
     precision: Annotated[Precision, typer.Option(
         "--precision", help="Stored weights; fp16 with --target openvino only (default --atol 1e-2; kept counts "
-                            "must still match on real sentences).")] = Precision.fp32,
+                            "must still match on real sentences); int8 on both targets (needs --task or --data; "
+                            "gated on prediction agreement >= 99% and --atol 1.5).")] = Precision.fp32,
+    min_agreement: Annotated[Optional[float], typer.Option(
+        "--min-agreement", help="INT8: prediction agreement with the fp32 model the validation asks for (default "
+                                "0.99).")] = None,
+    int8_scope: Annotated[str, typer.Option(
+        "--int8-scope", help="INT8: 'decisions' keeps what feeds the keep decisions in fp32 (agreement >= 99%); "
+                             "'all' quantizes every projection (faster; decisions move, so lower "
+                             "--min-agreement).")] = "decisions",
+    calibration_data: Annotated[Optional[Path], typer.Option(
+        "--calibration-data", help="INT8 with --target openvino: calibration sentences (a task-layout file; "
+                                   "default: a seeded slice of --task's train split).")] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Same weights with pruning off (the timing baseline).")] = False,
     single_sequence: Annotated[bool, typer.Option(
         "--single-sequence", help="Batch-1 graph for latency serving: inputs (1, length), padding dropped up front, "
@@ -54,7 +68,8 @@ def export(
     task: Task = None,
     text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None,
-    max_examples: Annotated[int, typer.Option("--max-examples", help="Real sentences used for validation.")] = 64,
+    max_examples: Annotated[Optional[int], typer.Option(
+        "--max-examples", help="Real sentences used for validation (default 64; INT8 1000).")] = None,
     atol: Annotated[Optional[float], typer.Option(
         "--atol", help="Largest allowed |logit difference| against torch (default 1e-4; 1e-2 for fp16).")] = None,
     opset: Annotated[Optional[int], typer.Option(
@@ -67,38 +82,77 @@ def export(
     from ltp_deploy.outputs import check_output
     from ltp_deploy.spec import PruningSpec
 
+    from ltp_deploy.exporters.validate import INT8_SENTENCES
+
     target, precision = Target(target).value, Precision(precision).value
     if precision == "fp16" and target != "openvino":
         raise LtpDeployError(f"--precision fp16 is an OpenVINO IR option, not {target}: "
                              "add --target openvino or drop --precision.")
+    if int8_scope != "decisions" and precision != "int8":
+        raise LtpDeployError("--int8-scope applies to --precision int8: add it or drop --int8-scope.")
+    if min_agreement is not None and precision != "int8":
+        raise LtpDeployError("--min-agreement is the INT8 validation's bound: add --precision int8 or drop it.")
+    if calibration_data is not None and not (precision == "int8" and target == "openvino"):
+        raise LtpDeployError("--calibration-data is for --precision int8 --target openvino (ONNX Runtime's INT8 is "
+                             "dynamic): drop it, or add those options.")
     if opset is not None and target != "onnx":
         raise LtpDeployError("--opset applies to --target onnx only: drop --opset for openvino.")
     if spec is not None and dense:
         raise LtpDeployError("--spec and --dense contradict each other: drop one of them.")
-    rules = {"inputs": (checkpoint, spec, data), "overwrite": overwrite}
+    rules = {"inputs": (checkpoint, spec, data, calibration_data), "overwrite": overwrite}
     check_output(output, "export", **rules)
     ckpt = load_checkpoint(checkpoint, spec=PruningSpec.read(spec) if spec else None, dense=dense)
     examples = None
     if data or task:
         examples = load_examples(data, task, text_column=column(text_column),
-                                 text_pair_column=column(text_pair_column)).take(max_examples)
+                                 text_pair_column=column(text_pair_column))
+        examples = examples.take(max_examples or (INT8_SENTENCES if precision == "int8" else 64))
     if target == "openvino":
         from ltp_deploy.exporters.openvino import export_openvino
 
+        calibration, note = _calibration(precision, calibration_data, task, text_column, text_pair_column)
         result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision,
-                                 single_sequence=single_sequence, batch1_graph=batch1_graph, **rules)
+                                 single_sequence=single_sequence, batch1_graph=batch1_graph,
+                                 calibration=calibration, calibration_note=note, min_agreement=min_agreement,
+                                 int8_scope=int8_scope, **rules)
     else:
         from ltp_deploy.exporters.onnx import export_onnx
 
-        result = export_onnx(ckpt, output, dense=dense, examples=examples,
-                             atol=1e-4 if atol is None else atol, opset=opset, single_sequence=single_sequence,
-                             batch1_graph=batch1_graph, **rules)
+        result = export_onnx(ckpt, output, dense=dense, examples=examples, atol=atol, opset=opset,
+                             single_sequence=single_sequence, batch1_graph=batch1_graph, precision=precision,
+                             min_agreement=min_agreement, int8_scope=int8_scope, **rules)
     print(summary(result.graph, result.metadata), file=sys.stdout)
+
+
+def _calibration(precision: str, calibration_data: Path | None, task: str | None, text_column, text_pair_column):
+    """OpenVINO INT8's calibration sentences: ``CALIBRATION_ROWS`` seeded rows of the given file or of the
+    task's train split (never dev), and the note the metadata records; (None, None) for other precisions."""
+    from ltp_deploy.data import load_examples
+    from ltp_deploy.errors import LtpDeployError
+    from ltp_deploy.exporters.int8 import CALIBRATION_ROWS, CALIBRATION_SEED
+
+    if precision != "int8":
+        return None, None
+    if calibration_data is None and task is None:
+        raise LtpDeployError("INT8 for OpenVINO is calibrated on training sentences: give --task TASK (a seeded "
+                             "slice of its train split) or --calibration-data FILE.")
+    split = "train" if calibration_data is None else "given file"
+    pool = load_examples(calibration_data, task, "train", text_column=column(text_column),
+                         text_pair_column=column(text_pair_column))
+    note = {"split": split, "seed": CALIBRATION_SEED, "drawn_from": len(pool)}
+    return pool.subset(CALIBRATION_ROWS, seed=CALIBRATION_SEED), note
 
 
 def summary(graph: Path, metadata: dict) -> str:
     """The one line printed after a successful export."""
     v = metadata["validation"]
+    if v.get("rule") == "int8-outcomes":
+        q = metadata.get("quantization") or {}
+        return (f"exported {graph} ({metadata['pruning']}, int8: {q.get('quantized_matmuls')} MatMuls quantized, "
+                f"{len(q.get('fp32', []))} parts kept fp32): validated on {v['sentences']} real sentences "
+                f"(batch {v['batch_size']}) in {v['runtime']}, predictions agree on {100 * v['agreement']:.2f}% (>= "
+                f"{100 * v['min_agreement']:g}%), max |logit diff| {v['max_abs_diff']:.2f} (atol {v['atol']:g}), "
+                f"kept counts equal per layer {', '.join(f'{100 * k:.0f}%' for k in v['kept_agreement'])}")
     tolerated = v.get("tolerated") or []
     kept = (f"kept counts identical except {len(tolerated)} random-input case(s) tolerated for fp16"
             if tolerated else "kept counts identical")

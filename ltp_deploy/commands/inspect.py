@@ -61,7 +61,10 @@ def describe(path: Path) -> dict:
         "batch1_graph": str(art.batch1) if art.batch1 else None,
         "graph_io": _graph_io(art.graph),
         "source": meta.get("source"),
-        "validation": {k: (meta.get("validation") or {}).get(k) for k in ("runtime", "passed", "max_abs_diff", "atol")},
+        "quantization": meta.get("quantization"),
+        "validation": {k: (meta.get("validation") or {}).get(k) for k in ("runtime", "passed", "max_abs_diff", "atol",
+                                                                          "agreement")
+                       if k in (meta.get("validation") or {})},
         "versions": meta.get("versions"),
     }
 

@@ -39,13 +39,15 @@ def train(
     dev_data: Annotated[Optional[Path], typer.Option(
         "--dev-data", help="Task-layout dev file (default: GLUE_DIR's dev.tsv).")] = None,
     max_examples: Annotated[Optional[int], typer.Option(
-        "--max-examples", help="Train on a random subset of N examples (default: all).", rich_help_panel=_T)] = None,
+        "--max-examples", help="Train on a seeded subset of N examples (default: all; IMDB 3000).",
+        rich_help_panel=_T)] = None,
     max_eval_examples: Annotated[Optional[int], typer.Option(
         "--max-eval-examples", help="Evaluate on the first N dev examples (default: all).")] = None,
     max_length: Annotated[Optional[int], typer.Option(
         "--max-length", help="Tokens per example (default: the task's, 64 for SST-2, 512 for IMDB, else 128).",
         rich_help_panel=_T)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", rich_help_panel=_T)] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", "-b", help="Examples per step (default: the task's, 32; IMDB 16).", rich_help_panel=_T)] = None,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=_T)] = 0,
     dense_epochs: Annotated[Optional[float], typer.Option(
         "--dense-epochs", help="Stage-0 epochs (default: 1 epoch).", rich_help_panel=_T)] = None,
@@ -53,16 +55,21 @@ def train(
         "--dense-steps", help="Stage-0 steps (overrides --dense-epochs; 0 skips).", rich_help_panel=_T)] = None,
     dense_lr: Annotated[float, typer.Option("--dense-lr", rich_help_panel=_T)] = 5e-5,
     soft_epochs: Annotated[Optional[float], typer.Option(
-        "--soft-epochs", help="Stage-1 epochs (default: 400 steps).", rich_help_panel=_T)] = None,
+        "--soft-epochs", help="Stage-1 epochs (default: 400 steps; IMDB 100).", rich_help_panel=_T)] = None,
     soft_steps: Annotated[Optional[int], typer.Option(
-        "--soft-steps", help="Stage-1 steps (overrides --soft-epochs; default: 400).", rich_help_panel=_T)] = None,
+        "--soft-steps", help="Stage-1 steps (overrides --soft-epochs; default: 400; IMDB 100).",
+        rich_help_panel=_T)] = None,
     soft_lr: Annotated[float, typer.Option("--soft-lr", help="Weights' learning rate in stage 1.",
                                            rich_help_panel=_T)] = 2e-5,
-    threshold_lr: Annotated[float, typer.Option(
-        "--threshold-lr", help="Thresholds' learning rate (their own AdamW group).", rich_help_panel=_T)] = 1e-4,
+    threshold_lr: Annotated[Optional[float], typer.Option(
+        "--threshold-lr", help="Thresholds' learning rate, their own AdamW group (default 1e-4; IMDB 4e-4).",
+        rich_help_panel=_T)] = None,
     target_flops_reduction: Annotated[Optional[float], typer.Option(
-        "--target-flops-reduction", help="Train to this FLOPs reduction on the dev inputs (default 2.0 unless "
-        "--lambda is given).", rich_help_panel=_T)] = None,
+        "--target-flops-reduction", help="Train to this FLOPs reduction on the dev inputs (default 2.0, IMDB 3.0, "
+        "unless --lambda is given).", rich_help_panel=_T)] = None,
+    budget_examples: Annotated[Optional[int], typer.Option(
+        "--budget-examples", help="The final budget search runs over the first N dev inputs (default: all; IMDB "
+        "500).", rich_help_panel=_T)] = None,
     lambda_: Annotated[Optional[float], typer.Option(
         "--lambda", help="LTP's fixed penalty instead of a budget: weight of sum over layers of mean(soft mask); "
         "larger keeps fewer tokens.", rich_help_panel=_T)] = None,
@@ -92,9 +99,10 @@ def train(
     n_ref: Annotated[int, typer.Option("--n-ref", help="Constant score normaliser (LTP: 128).",
                                        rich_help_panel=_T)] = 128,
     hard_epochs: Annotated[Optional[float], typer.Option(
-        "--hard-epochs", help="Stage-2 epochs (default: 1000 steps).", rich_help_panel=_T)] = None,
+        "--hard-epochs", help="Stage-2 epochs (default: 1000 steps; IMDB 300).", rich_help_panel=_T)] = None,
     hard_steps: Annotated[Optional[int], typer.Option(
-        "--hard-steps", help="Stage-2 steps (overrides --hard-epochs; default: 1000).", rich_help_panel=_T)] = None,
+        "--hard-steps", help="Stage-2 steps (overrides --hard-epochs; default: 1000; IMDB 300).",
+        rich_help_panel=_T)] = None,
     hard_lr: Annotated[float, typer.Option("--hard-lr", rich_help_panel=_T)] = 2e-5,
     distill: Annotated[float, typer.Option(
         "--distill", help="Stage-2 weight of distillation from the dense model (0: labels only, as LTP).",
@@ -123,7 +131,7 @@ def train(
         temperature=temperature, final_temperature=final_temperature, final_token_threshold=final_token_threshold,
         learn_first_layer=learn_first_layer, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
         hard_lr=hard_lr, distill=distill, soft_distill=soft_distill, distill_hidden=distill_hidden,
-        overwrite=overwrite,
+        budget_examples=budget_examples, overwrite=overwrite,
     )
     report = run_train(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
     dense = f"; dense model {report.dense_output}" if report.dense_output else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
 from ltp_deploy.artifact import OUTPUT_NAMES
 
 GRAPH_FILE = "model.onnx"
+PRECISIONS = ("fp32", "int8")
 BATCH1_FILE = "model-b1.onnx"  # the batch-1 form beside the batched graph (runtimes run it for batches of one)
 # The dynamo exporter (torch.export) traces with symbolic shapes: a data-dependent value (the survivor count
 # T' from NonZero) stays symbolic, and anything that would freeze it into a constant fails the export instead.
@@ -58,8 +60,9 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None,
 
 
 def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
-                atol: float = 1e-4, opset: int | None = None, single_sequence: bool = False,
-                batch1_graph: bool = True, overwrite: bool = False, inputs=()) -> ExportResult:
+                atol: float | None = None, opset: int | None = None, single_sequence: bool = False,
+                batch1_graph: bool = True, precision: str = "fp32", min_agreement: float | None = None,
+                int8_scope: str = "decisions", overwrite: bool = False, inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.onnx`` with its tokenizer and metadata, validated in ONNX Runtime.
 
     Args:
@@ -67,13 +70,18 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
         out: the output folder; replaced only when export and validation succeed.
         dense: export the same weights with pruning off (the A/B timing baseline).
         examples: real sentences for validation (default: a small built-in set).
-        atol: largest allowed |logit difference| against torch.
+        atol: largest allowed |logit difference| against torch (default 1e-4; INT8 ``validate.INT8_ATOL``).
         opset: ONNX opset (default: the exporter's).
         single_sequence: export the batch-1 form (``SingleSequenceClassifier``) alone: inputs (1, sequence), no
             masks inside; runtimes call it once per row of a larger batch.
         batch1_graph: beside the batched graph, write the batch-1 form to ``model-b1.onnx``; runtimes opening
             the folder run it for batches of one (it has fewer nodes: the faster form at batch 1). Ignored with
             ``single_sequence``.
+        precision: "fp32", or "int8": dynamic quantization of the projections after the first keep decision
+            (``exporters.int8``), validated on the outcomes over ``examples`` (required) instead of exactly.
+        min_agreement: INT8: the prediction agreement the validation asks for (default 0.99).
+        int8_scope: INT8: "decisions" keeps what feeds the keep decisions in fp32, "all" quantizes every
+            projection (``exporters.int8``).
         overwrite: replace an existing ``out`` that is not an earlier ltp-deploy export (``outputs.check_output``).
         inputs: further paths ``out`` may not overlap (the checkpoint folder always counts).
 
@@ -83,18 +91,40 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
     """
     from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
 
+    from ltp_deploy.exporters.int8 import quantize_onnx
+    from ltp_deploy.exporters.validate import INT8_ATOL
+
     _check_opset(opset)
+    _check_scope(int8_scope)
+    if precision not in PRECISIONS:
+        raise LtpDeployError(f"Unknown ONNX export precision {precision!r}: use {' or '.join(PRECISIONS)}.")
 
     def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
-        return {"opset": torch_to_onnx(model, path, opset, single), "exporter": EXPORTER, "single_sequence": single}
+        meta = {"exporter": EXPORTER, "single_sequence": single}
+        if precision == "fp32":
+            return {"opset": torch_to_onnx(model, path, opset, single), **meta}
+        with tempfile.TemporaryDirectory(prefix="ltp-deploy-onnx-") as tmp:
+            fp32 = Path(tmp) / "model.onnx"
+            graph_opset = torch_to_onnx(model, fp32, opset, single)
+            return {"opset": graph_opset, **meta, "quantization": quantize_onnx(fp32, path, model.config, model.spec,
+                                                                          int8_scope)}
 
     return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
                             open_for_validation=OnnxRuntimeCPU, single_sequence=single_sequence,
                             batch1_file=BATCH1_FILE if batch1_graph and not single_sequence else None,
-                            dense=dense, examples=examples, atol=atol, overwrite=overwrite, inputs=inputs)
+                            dense=dense, examples=examples, precision=precision, min_agreement=min_agreement,
+                            overwrite=overwrite, inputs=inputs,
+                            atol=atol if atol is not None else INT8_ATOL if precision == "int8" else 1e-4)
 
 
 MIN_OPSET = 18  # the dynamo exporter's oldest
+
+
+def _check_scope(scope: str) -> None:
+    from ltp_deploy.exporters.int8 import SCOPES
+
+    if scope not in SCOPES:
+        raise LtpDeployError(f"Unknown --int8-scope {scope!r}: use {' or '.join(SCOPES)}.")
 
 
 def _check_opset(opset: int | None) -> None:

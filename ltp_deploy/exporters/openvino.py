@@ -31,13 +31,14 @@ from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters.steps import ExportResult, export_validated
-from ltp_deploy.exporters.onnx import EXPORTER, torch_to_onnx
+from ltp_deploy.exporters.onnx import EXPORTER, _check_scope, torch_to_onnx
+from ltp_deploy.exporters.validate import INT8_ATOL
 from ltp_deploy.model import PrunedClassifier
 
 GRAPH_FILE = "model.xml"  # model.bin is written beside it
 BATCH1_FILE = "model-b1.xml"  # the batch-1 form (+ model-b1.bin), as in exporters.onnx
-PRECISIONS = ("fp32", "fp16")
-DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2}
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2, "int8": INT8_ATOL}
 VALIDATION_PRECISION_HINT = "f32"
 
 
@@ -49,7 +50,9 @@ def default_atol(precision: str) -> float:
 
 def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
                     atol: float | None = None, precision: str = "fp32", single_sequence: bool = False,
-                    batch1_graph: bool = True, overwrite: bool = False, inputs=()) -> ExportResult:
+                    batch1_graph: bool = True, calibration: Examples | None = None,
+                    calibration_note: dict | None = None, min_agreement: float | None = None,
+                    int8_scope: str = "decisions", overwrite: bool = False, inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.xml`` (+ ``model.bin``) with its tokenizer and metadata, validated in OpenVINO.
 
     Args:
@@ -58,7 +61,13 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         dense: export the same weights with pruning off (the A/B timing baseline).
         examples: real sentences for validation (default: a small built-in set).
         atol: largest allowed |logit difference| against torch (default: ``default_atol(precision)``).
-        precision: stored weights, "fp32" or "fp16" (see the module docstring for the fp16 validation rule).
+        precision: stored weights, "fp32" or "fp16" (see the module docstring for the fp16 validation rule),
+            or "int8": NNCF post-training quantization (``exporters.int8``) calibrated on ``calibration``,
+            validated on the outcomes over ``examples`` (both required).
+        calibration: sentences for INT8 calibration, from the task's training split (never dev).
+        calibration_note: recorded with the calibration source in the metadata (e.g. split and seed).
+        min_agreement: INT8: the prediction agreement the validation asks for (default 0.99).
+        int8_scope: INT8: "decisions" (default) or "all", as in ``export_onnx``.
         single_sequence, batch1_graph: the batch-1 form alone, or beside the batched graph (``model-b1.xml``),
             as in ``export_onnx``.
         overwrite, inputs: the output rules, as in ``export_onnx``.
@@ -80,14 +89,22 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
     from ltp_deploy.runtimes.openvino import OpenVINOCPU
 
     _check_precision(precision)
+    _check_scope(int8_scope)
+    if precision == "int8" and (calibration is None or len(calibration) == 0):
+        raise LtpDeployError("INT8 for OpenVINO is calibrated on training sentences: give --task TASK (a seeded "
+                             "slice of its train split) or --calibration-data FILE.")
 
     def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
+        meta = {"exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
         with tempfile.TemporaryDirectory(prefix="ltp-deploy-onnx-") as onnx_dir:
             onnx_path = Path(onnx_dir) / "model.onnx"
-            opset = torch_to_onnx(model, onnx_path, single_sequence=single)
-            ov.save_model(ov.convert_model(str(onnx_path)), str(path),
-                          compress_to_fp16=(precision == "fp16"))  # save_model compresses by default
-        return {"opset": opset, "exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
+            meta["opset"] = torch_to_onnx(model, onnx_path, single_sequence=single)
+            graph = ov.convert_model(str(onnx_path))
+            if precision == "int8":
+                graph, meta["quantization"] = _quantize(graph, model, ckpt.tokenizer(), calibration,
+                                                        calibration_note or {}, int8_scope)
+            ov.save_model(graph, str(path), compress_to_fp16=(precision == "fp16"))  # it compresses by default
+        return meta
 
     def open_for_validation(path: Path):
         return OpenVINOCPU(path, precision="fp32")  # INFERENCE_PRECISION_HINT=f32, whatever the CPU prefers
@@ -98,10 +115,20 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         batch1_file=BATCH1_FILE if batch1_graph and not single_sequence else None, dense=dense, examples=examples,
         atol=DEFAULT_ATOL[precision] if atol is None else atol, precision=precision,
         tolerate_random_flips=(precision == "fp16"),
-        validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT}, overwrite=overwrite, inputs=inputs,
+        validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT}, min_agreement=min_agreement,
+        overwrite=overwrite, inputs=inputs,
     )
 
 
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise LtpDeployError(f"Unknown OpenVINO export precision {precision!r}: use fp32 or fp16.")
+        raise LtpDeployError(f"Unknown OpenVINO export precision {precision!r}: use fp32, fp16 or int8.")
+
+
+def _quantize(graph, model: PrunedClassifier, tokenizer, calibration: Examples, note: dict, scope: str):
+    from ltp_deploy.exporters.int8 import calibration_feeds, quantize_openvino
+
+    cfg = model.config
+    feeds = calibration_feeds(tokenizer, calibration, cfg, cfg.max_length)
+    source = {"source": calibration.source, "rows": len(feeds), **note}
+    return quantize_openvino(graph, cfg, model.spec, feeds, source, scope)

@@ -58,6 +58,7 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
                      single_sequence: bool = False, batch1_file: str | None = None,
                      dense: bool = False, examples=None, atol: float = 1e-4, precision: str = "fp32",
                      tolerate_random_flips: bool = False, validation_notes: dict | None = None,
+                     min_agreement: float | None = None,
                      overwrite: bool = False, inputs=()) -> ExportResult:
     """The steps every target shares: write the graph (and the batch-1 graph) into a temporary folder, save the
     tokenizer, validate each graph in its runtime against the torch model, compare with LTP's masked rule, write
@@ -71,16 +72,25 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
         batch1_file: also write the batch-1 form to this file, which runtimes then run for batches of one
             (metadata ``batch1_graph``; its validation is ``batch1_validation``).
         validation_notes: recorded beside the validation results (e.g. the precision hint used).
+        min_agreement: INT8 only: the prediction agreement the outcome gate asks for (default
+            ``validate.INT8_MIN_AGREEMENT``).
         overwrite, inputs: the output rules (``outputs.check_output``); ``ckpt.path`` is always an input.
         (the rest as in ``export_onnx``)
 
     Raises:
         ExportValidationError: validation failed; ``out`` is left as it was.
     """
-    from ltp_deploy.exporters.validate import reference_agreement, validate, validation_cases
+    from ltp_deploy.exporters.validate import (INT8_BATCH, INT8_MIN_AGREEMENT, reference_agreement, validate,
+                                               validate_outcomes, validation_cases)
 
     if not (math.isfinite(atol) and atol >= 0):
         raise LtpDeployError(f"atol must be a finite number >= 0, got {atol}: e.g. --atol 1e-4.")
+    if min_agreement is not None and (precision != "int8" or not 0 < min_agreement <= 1):
+        raise LtpDeployError(f"--min-agreement {min_agreement} applies to INT8 exports and is a fraction in (0, 1]: "
+                             "e.g. 0.99, or drop it.")
+    if precision == "int8" and (examples is None or len(examples) == 0):
+        raise LtpDeployError("An INT8 export is validated on real sentences: give --task TASK (its dev split) or "
+                             "--data FILE.")
     rules = {"inputs": (ckpt.path, *inputs), "overwrite": overwrite}  # atomic_dir checks them before any write
     model = ckpt.model.with_spec(None) if dense else ckpt.model
     tokenizer = ckpt.tokenizer()
@@ -94,7 +104,12 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
         for file in files:
             advance(description=f"validate {target} {file}")
             runtime = open_for_validation(tmp / file)
-            reports[file] = validate(runtime, model, cases, atol, tolerate_random_flips)
+            if precision == "int8":  # gated on outcomes over the real sentences (validate.OutcomeReport)
+                reports[file] = validate_outcomes(runtime, model, tokenizer, examples, atol,
+                                                  min_agreement or INT8_MIN_AGREEMENT,
+                                                  batch_size=1 if files[file] else INT8_BATCH)
+            else:
+                reports[file] = validate(runtime, model, cases, atol, tolerate_random_flips)
             del runtime  # release the graph file before the folder moves
         advance(description="compare with the masked rule")
         notes = validation_notes or {}
@@ -109,8 +124,10 @@ def export_validated(ckpt: Checkpoint, out: str | Path, *, target: str, graph_fi
             if not report.passed:
                 raise ExportValidationError(
                     f"Exported graph {file} disagrees with the torch model in {report.runtime} "
-                    f"({'; '.join(report.failures())}): nothing was written; report this with the checkpoint, or "
-                    "loosen --atol if the gap is numerical."
+                    f"({'; '.join(report.failures())}): nothing was written; "
+                    + ("INT8 moved the outcomes too far: check the calibration data (OpenVINO), or export in fp32."
+                       if precision == "int8" else
+                       "report this with the checkpoint, or loosen --atol if the gap is numerical.")
                 )
         write_json(tmp / METADATA_FILE, metadata)
         advance()

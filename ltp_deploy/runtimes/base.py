@@ -40,7 +40,7 @@ class Runtime(ABC):
     input_names: tuple[str, ...]
     device: str = "cpu"
     precision: str = "fp32"
-    weights: str = "fp32"  # how the graph stores its weights ("fp16": an OpenVINO IR saved compressed)
+    weights: str = "fp32"  # how the graph stores its weights ("fp16": an OpenVINO IR saved compressed; "int8")
     load_seconds: float = 0.0
     single_sequence: bool = False  # the graph takes (1, T) inputs (``export --single-sequence``)
     limits: InputLimits | None = None  # vocab, token-type and length limits checked by ``run``
@@ -99,14 +99,15 @@ def dense_kept_counts(attention_mask: np.ndarray, layers: int) -> np.ndarray:
     return np.repeat(lengths[:, None], layers, axis=1)
 
 
-def read_graph(path: str | Path, outputs: Iterable[str]) -> tuple[InputLimits | None, int | None]:
-    """``(limits, dense_layers)`` of the graph file ``path`` whose outputs are named ``outputs``: what a graph
-    adapter sets as ``limits`` and ``dense_layers``. The one place a runtime reads export metadata or config.json.
+def read_graph(path: str | Path, outputs: Iterable[str]) -> tuple[InputLimits | None, int | None, str]:
+    """``(limits, dense_layers, weights)`` of the graph file ``path`` whose outputs are named ``outputs``: what a
+    graph adapter sets as ``limits``, ``dense_layers`` and ``weights``. The one place a runtime reads export
+    metadata or config.json.
 
     ``limits`` come from the export metadata or, for a foreign dense graph, the ``config.json`` beside it
     (``artifact.open_model_artifact``); ``None`` for a bare graph, whose batches are then checked without limits.
     ``dense_layers`` is None when the graph has ``kept_counts``; for a graph with only ``logits`` and a config,
-    the config's layer count.
+    the config's layer count. ``weights`` is the export's stored precision ("fp32" without metadata).
 
     Raises:
         LtpDeployError: no ``logits`` output; no ``kept_counts`` and no ``config.json`` to count layers from (or
@@ -117,14 +118,15 @@ def read_graph(path: str | Path, outputs: Iterable[str]) -> tuple[InputLimits | 
     names = set(outputs)
     art = open_model_artifact(path, prefer_graph=True)
     limits = InputLimits.of(art.config) if art else None
+    weights = (art.metadata.get("precision") if art else None) or "fp32"
     if "kept_counts" in names and "logits" in names:
-        return limits, None
+        return limits, None, weights
     if "logits" not in names or art is None or not art.foreign:
         missing = "logits" if "logits" not in names else "kept_counts"
         raise LtpDeployError(f"{path} has no output {missing!r}: it was not exported by ltp-deploy; export it with "
                              "`ltp-deploy export`, or, for a dense classifier graph with a 'logits' output (e.g. "
                              "`optimum-cli export onnx`), keep its config.json beside it.")
-    return limits, art.config.num_layers
+    return limits, art.config.num_layers, weights
 
 
 class LoadTimer:

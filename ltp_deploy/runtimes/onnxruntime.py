@@ -36,7 +36,7 @@ class OnnxRuntimeCPU(Runtime):
             self.session = _session(path, threads, ["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
-        self.limits, self.dense_layers = read_graph(path, (o.name for o in self.session.get_outputs()))
+        self.limits, self.dense_layers, self.weights = read_graph(path, (o.name for o in self.session.get_outputs()))
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         outputs = self.session.run(list(self.output_names), feed)
@@ -85,7 +85,7 @@ class OnnxRuntimeCUDA(Runtime):
             )
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
-        self.limits, self.dense_layers = read_graph(path, (o.name for o in self.session.get_outputs()))
+        self.limits, self.dense_layers, self.weights = read_graph(path, (o.name for o in self.session.get_outputs()))
         self._binder = IOBinder(self.session, "cuda", device_id, outputs=self.output_names)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:

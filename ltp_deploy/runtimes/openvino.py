@@ -72,7 +72,9 @@ class OpenVINOCPU(Runtime):
         batch_axis = self.compiled.inputs[0].get_partial_shape()[0]
         self.single_sequence = batch_axis.is_static and batch_axis.get_length() == 1
         names = {name for p in self.compiled.outputs for name in p.get_names()}
-        self.limits, self.dense_layers = read_graph(path, names)
+        self.limits, self.dense_layers, stored = read_graph(path, names)
+        if stored == "int8":
+            self.weights = stored
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         self.request.infer(feed)

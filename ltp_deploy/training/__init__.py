@@ -18,8 +18,8 @@ of ~40: three times less work for the same examples):
    differentiable for the surviving tokens), so they adapt to really losing the dropped tokens. Under a budget the
    thresholds are scaled to hold it, first on the training batches, then once on the dev inputs (``budget``).
 
-Modules: ``settings`` (options, report), ``batches`` (data), ``soft`` (stage 1's mask and its cost), ``budget``,
-``stages`` (the loops), ``run`` (``train``).
+Modules: ``settings`` (options, report), ``recipes`` (per-task defaults: IMDB has its own), ``batches``
+(data), ``soft`` (stage 1's mask and its cost), ``budget``, ``stages`` (the loops), ``run`` (``train``).
 
 Evaluation (after each stage, on the dev split) always uses the hard rule.
 

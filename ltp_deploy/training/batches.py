@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ltp_deploy.data import Examples, encode
+from ltp_deploy.training.recipes import GLUE_STAGES
 
 
 @dataclass
@@ -62,15 +63,12 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return [out[i] for i in rng.permutation(len(out))]
 
 
-DEFAULT_BUDGETS = {"dense": (1.0, None), "soft": (None, 400), "hard": (None, 1000)}  # (epochs, steps)
-
-
 def stage_steps(n_examples: int, batch_size: int, epochs: float | None, steps: int | None,
                 stage: str | None = None) -> int:
     """Optimizer steps of a stage: ``steps`` if given, else ``epochs`` passes over the data, else the stage's
-    default (``DEFAULT_BUDGETS``). 0 skips the stage."""
+    GLUE default (``recipes.GLUE_STAGES``). 0 skips the stage."""
     if steps is None and epochs is None and stage is not None:
-        epochs, steps = DEFAULT_BUDGETS[stage]
+        epochs, steps = GLUE_STAGES[stage]
     if steps is not None:
         return steps
     if epochs is None:

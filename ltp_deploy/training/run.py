@@ -38,6 +38,7 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
         train(TrainSettings("minilm/", "sst2", "runs/sst2-ltp", max_examples=512, dense_steps=40))
     """
     log = log or (lambda line: None)
+    settings = settings.resolved()
     settings.validate()
     task = get_task(settings.task)
     train_ex = load_examples(settings.train_data, task.name, "train")
@@ -104,8 +105,12 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     stages += [stage] if stage else []
     budget = None
     if settings.budget is not None:
-        budget = meet_budget(pruned, dev, settings.budget)
-        log(f"budget: thresholds x{budget['scale']:.3f} after {budget['evaluations']} runs over the dev inputs: "
+        budget_dev = dev if settings.budget_examples is None or settings.budget_examples >= len(dev_ex) else \
+            EncodedData.build(tokenizer, dev_ex.take(settings.budget_examples), length)
+        budget = meet_budget(pruned, budget_dev, settings.budget)
+        budget["examples"] = len(budget_dev.lengths)
+        log(f"budget: thresholds x{budget['scale']:.3f} after {budget['evaluations']} runs over "
+            f"{budget['examples']} dev inputs: "
             f"{budget['reached']:.2f}x FLOPs reduction for a target of {settings.budget:g}x")
     final_eval = evaluate(pruned, dev)
     spec = pruned.spec

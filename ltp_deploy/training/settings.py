@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ltp_deploy.calibration.evaluate import Evaluation
@@ -12,16 +12,21 @@ from ltp_deploy.data import get_task
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.outputs import check_output
 from ltp_deploy.spec import PruningSpec
+from ltp_deploy.training.recipes import recipe
 from ltp_deploy.training.soft import SOFT_MASKING
 
 Log = Callable[[str], None]
 
-# The default FLOPs budget of ``train``: half the FLOPs (LTP reports 2.1x at under a point on GLUE).
-DEFAULT_TARGET = 2.0
+# The default FLOPs budget of ``train`` on GLUE: half the FLOPs (LTP reports 2.1x at under a point on GLUE).
+DEFAULT_TARGET = recipe("sst2").target
 
 @dataclass
 class TrainSettings:
-    """Everything ``ltp-deploy train`` takes; the defaults are the SST-2 / MiniLM recipe (reasons beside each)."""
+    """Everything ``ltp-deploy train`` takes; the defaults are the SST-2 / MiniLM recipe (reasons beside each).
+
+    Options left at None take the task's default (``recipes.RECIPES``; IMDB has its own): ``resolved()`` fills
+    them, and ``train`` runs on the resolved settings.
+    """
 
     model: str | Path  # encoder-only folder (stage 0 runs) or a fine-tuned classifier (stage 0 skipped)
     task: str  # a GLUE task (read from GLUE_DIR) or imdb (IMDB_DIR)
@@ -33,9 +38,9 @@ class TrainSettings:
     dev_data: str | Path | None = None  # a task-layout dev file instead of GLUE_DIR's dev.tsv
 
     max_length: int | None = None  # None: the task's (data.default_max_length; SST-2: 64, dev max 55, IMDB 512)
-    batch_size: int = 32
+    batch_size: int | None = None  # None: the task's (32; IMDB 16)
     seed: int = 0
-    max_examples: int | None = None  # train on a random subset of this many examples (None: all)
+    max_examples: int | None = None  # train on a seeded subset of this many examples (None: the task's; GLUE all)
     max_eval_examples: int | None = None  # evaluate on the first N dev examples (None: all)
     weight_decay: float = 0.01  # weights only; never the thresholds
     warmup: float = 0.06  # fraction of each stage's steps with a linear warm-up
@@ -66,7 +71,7 @@ class TrainSettings:
     #   distillation); lambda 0.05 gave 1.62x at -1.26 points, and 1.64x at -0.69 with distillation (the full run:
     #   88.65%, 1.66x, -0.69). The thresholds then move as far as threshold_lr x steps lets them: with a 5x larger
     #   threshold lr they go on rising to ~2.4x and the model loses 6 points.
-    target_flops_reduction: float | None = None  # None: DEFAULT_TARGET, unless lambda_ is given
+    target_flops_reduction: float | None = None  # None: the task's (2.0; IMDB 3.0), unless lambda_ is given
     lambda_: float | None = None  # LTP's fixed penalty instead of a budget
     lagrangian_lr: float = 0.05  # ascent rate of l1 and l2 (their own AdamW, maximising)
     # Fraction of stage 1 over which the budget's target climbs linearly from 1x to X (ToP's warm-up), so that the
@@ -85,7 +90,7 @@ class TrainSettings:
     soft_lr: float = 2e-5  # the weights
     # The thresholds, their own AdamW (score units; the mean score is 1 / n_ref). 1e-4 lets 400 steps reach a
     # budget of 3x; the budget, not this rate, says where they stop.
-    threshold_lr: float = 1e-4
+    threshold_lr: float | None = None  # None: the task's (1e-4; IMDB 4e-4, a quarter of the steps)
     temperature: float = 1e-3  # sigmoid width T in score units (LTP searched 1e-4..2e-3)
     # T shrinks geometrically to this over stage 1, so that the soft forward ends close to the hard rule that
     # stage 2 runs. None: 2e-4 under a budget; under --lambda T stays fixed, as in LTP.
@@ -119,20 +124,23 @@ class TrainSettings:
     # Weight of a second distillation term in stage 2: the squared error between the student's and the dense
     # model's last-layer CLS rows (the head's input), added to the loss above. 0 turns it off.
     distill_hidden: float = 0.0
+    # The final budget search (``budget.meet_budget``) runs over the first N dev inputs (never their labels);
+    # None: the task's (all of dev; IMDB 500, since each run over its 2,000 reviews takes a minute or two).
+    budget_examples: int | None = None
     overwrite: bool = False  # replace existing outputs that ltp-deploy did not write
 
     def validate(self) -> None:
         """Check every option up front, before any data is read or any work starts."""
         get_task(self.task)
-        positive = {"--batch-size": self.batch_size, "--max-length": self.max_length or 2, "--n-ref": self.n_ref,
+        positive = {"--batch-size": 1 if self.batch_size is None else self.batch_size, "--max-length": self.max_length or 2, "--n-ref": self.n_ref,
                     "--temperature": self.temperature, "--final-temperature": self.end_temperature}
         for name, value in positive.items():
             if not value > 0:
                 raise LtpDeployError(f"{name} must be positive, got {value}: give a value above 0.")
         if self.max_length is not None and self.max_length < 2:
             raise LtpDeployError(f"--max-length {self.max_length} is too small: use at least 2 (CLS and SEP).")
-        for name, value in {"--max-examples": self.max_examples, "--max-eval-examples": self.max_eval_examples
-                            }.items():
+        for name, value in {"--max-examples": self.max_examples, "--max-eval-examples": self.max_eval_examples,
+                            "--budget-examples": self.budget_examples}.items():
             if value is not None and value < 1:
                 raise LtpDeployError(f"{name} must be at least 1, got {value}: give a positive count or leave it out.")
         for name, value in {"--dense-steps": self.dense_steps, "--soft-steps": self.soft_steps,
@@ -146,7 +154,7 @@ class TrainSettings:
         for name, value in {"--dense-lr": self.dense_lr, "--soft-lr": self.soft_lr,
                             "--threshold-lr": self.threshold_lr, "--hard-lr": self.hard_lr,
                             "--weight-decay": self.weight_decay}.items():
-            if not (value >= 0 and math.isfinite(value)):
+            if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise LtpDeployError(f"{name} must be zero or more, got {value}: give a non-negative learning rate.")
         if self.lambda_ is not None and self.target_flops_reduction is not None:
             raise LtpDeployError("Both --lambda and --target-flops-reduction given: give one (a budget, or LTP's "
@@ -183,12 +191,25 @@ class TrainSettings:
         if self.dense_output is not None:  # asked for by name: checked now, even if stage 0 may not run
             self.check_dense_output()
 
+    def resolved(self) -> TrainSettings:
+        """A copy with every option left at None that has a task default filled in (``recipes.recipe``)."""
+        r = recipe(self.task)
+        defaults = {"batch_size": r.batch_size, "max_examples": r.max_examples, "threshold_lr": r.threshold_lr,
+                    "budget_examples": r.budget_examples}
+        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.lambda_ is None and self.target_flops_reduction is None:
+            changes["target_flops_reduction"] = r.target
+        for stage, (epochs, steps) in r.stages.items():
+            if getattr(self, f"{stage}_epochs") is None and getattr(self, f"{stage}_steps") is None:
+                changes[f"{stage}_epochs"], changes[f"{stage}_steps"] = epochs, steps
+        return replace(self, **changes)
+
     @property
     def budget(self) -> float | None:
         """The FLOPs reduction to train to, or None for LTP's fixed lambda."""
         if self.lambda_ is not None:
             return None
-        return self.target_flops_reduction if self.target_flops_reduction is not None else DEFAULT_TARGET
+        return self.target_flops_reduction if self.target_flops_reduction is not None else recipe(self.task).target
 
     @property
     def masking(self) -> str:

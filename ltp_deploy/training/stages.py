@@ -76,6 +76,7 @@ def _optimise(name: str, steps: int, stream: Iterator[dict], step_loss: Callable
 def fit_dense(model: PrunedClassifier, data: TrainData, steps: int, lr: float, settings: TrainSettings,
               regression: bool, rng: np.random.Generator) -> StageLog:
     """Stage 0: plain fine-tuning of encoder and head (no pruning)."""
+    settings = settings.resolved()
     model.train()
 
     def step_loss(b):
@@ -93,6 +94,7 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
     (mixed with distillation from ``teacher`` when ``settings.soft_distill``) plus, under a budget
     (``settings.budget``), the ``Lagrangian`` of the batch's FLOPs (``settings.budget_counts``), else LTP's
     ``lambda * sum_l mean(mask_l)``. T and the budget's target follow ``_soft_schedule``."""
+    settings = settings.resolved()
     model.train()
     optimizers = [_adamw(model, settings.soft_lr, settings.weight_decay),
                   torch.optim.AdamW(thresholds.parameters(), lr=settings.threshold_lr, weight_decay=0.0)]
@@ -156,6 +158,7 @@ def fit_hard(model: PrunedClassifier, data: TrainData, steps: int, settings: Tra
     """Stage 2: weights only, under the deployed hard rule of ``model.spec`` (tokens really dropped); with a
     ``teacher`` (the dense model) the loss mixes in ``settings.distill`` x the distance to its outputs. Under a
     budget a ``BudgetController`` scales the thresholds after every step to hold it on the training batches."""
+    settings = settings.resolved()
     model.train()
     weight = settings.distill if teacher is not None else 0.0
     hidden_weight = settings.distill_hidden if teacher is not None else 0.0
