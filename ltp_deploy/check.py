@@ -363,12 +363,13 @@ def _run_models(runtime, export, ckpt, tokenizer, examples, max_length: int, bat
 
     from ltp_deploy.data import batches, encode
     from ltp_deploy.progress import progress_bar
-    from ltp_deploy.reference import hf_twin, masked_reference
+    from ltp_deploy.reference import hf_twin, learned_scorers, masked_reference
 
     cfg, n = export.metadata["config"], len(examples)
     run = _Run(np.zeros(n, np.int64), _Outputs.empty(n, cfg), None, None, np.zeros(n, dtype=bool))
     if ckpt is not None:
         twin, dense_model = hf_twin(ckpt.model), ckpt.model.with_spec(None).eval()
+        scorers = learned_scorers(ckpt.model)
         run.reference, run.dense = _Outputs.empty(n, cfg), _Outputs.empty(n, cfg)
     order = list(batches(examples, batch_size, sort_by_length=True))
     with progress_bar(total=len(order), description="check") as advance:
@@ -379,7 +380,7 @@ def _run_models(runtime, export, ckpt, tokenizer, examples, max_length: int, bat
             if ckpt is not None:
                 inputs = [torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")]
                 with torch.inference_mode():
-                    ref = masked_reference(twin, ckpt.spec, *inputs)
+                    ref = masked_reference(twin, ckpt.spec, *inputs, scorers=scorers)
                     run.reference.logits[idx], run.reference.kept[idx] = ref.logits.numpy(), ref.kept_counts.numpy()
                     run.cls_pruned[idx] = ref.cls_pruned.numpy()
                     logits, kept = dense_model(*inputs)

@@ -388,6 +388,11 @@ def _load_state(model: PrunedClassifier, state: dict, has_head: bool, folder: Pa
                 "the weights and config.json come from different models."
             )
     missing = [k for k in expected if k not in state]
+    if missing and all(".pruner.scorer." in k for k in missing):
+        raise LtpDeployError(
+            f"The pruning spec asks for a learned scorer but the weights in {folder} hold none for {missing[0]!r}: "
+            "use the checkpoint that `ltp-deploy train --scorer learned` wrote, or a spec with scorer 'attention'."
+        )
     head_keys = [k for k in missing if k.startswith(("classifier.", f"{model.config.arch}.pooler."))]
     body_missing = [k for k in missing if k not in head_keys]
     if body_missing or (head_keys and has_head):

@@ -14,8 +14,8 @@ tokens entering the layer (before its decision) and ``n_out`` the tokens survivi
 * ``n_in`` of layer 0 is the real, unpadded length ``n_orig``; ``n_in`` of layer ``l > 0`` is the kept count
   after layer ``l - 1``. A dense model keeps ``n_orig`` everywhere.
 * **Ignored** (the same for dense and pruned runs, and well under 1% of the total for BERT-base at length 128):
-  embedding lookups, LayerNorm, softmax, the activation, bias adds, residual adds, the pruning score and gather
-  themselves, BERT's pooler and the classification head. Padding is not counted: these are the FLOPs of the
+  embedding lookups, LayerNorm, softmax, the activation, bias adds, residual adds, the pruning score
+  (attention column sums, or a learned scorer's D-wide dot product per token) and gather themselves, BERT's pooler and the classification head. Padding is not counted: these are the FLOPs of the
   real tokens. (``ltp_deploy.bench`` separately reports what the padded batch tensors cost.)
 
 The model dimensions come from an ``EncoderConfig``, the ``config`` dict stored in export metadata

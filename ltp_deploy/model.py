@@ -243,11 +243,18 @@ def token_scores(probs, alive, n_ref: int):  # (B, H, T, T), (B, T) or None -> (
 
 
 class TokenPruner(nn.Module):
-    """One layer's keep/drop decision. Holds a constant from the spec, never a learned parameter."""
+    """One layer's keep/drop decision: a constant from the spec (threshold or keep rate) and the layer's score.
 
-    def __init__(self, mode: str, value: float, n_ref: int, max_tokens: int):
+    ``scorer="attention"``: LTP's score, the attention each token receives (``token_scores``); no parameter.
+    ``scorer="learned"``: ``learned_scores``, from the attention block's output rows through ``self.scorer``, a
+    ``Linear(D, 1)`` trained with the thresholds (``training.soft``), saved as ``...layer.<l>.pruner.scorer.*``.
+    """
+
+    def __init__(self, mode: str, value: float, n_ref: int, max_tokens: int, scorer: str = "attention",
+                 hidden_size: int | None = None):
         super().__init__()
         self.mode, self.value, self.n_ref = mode, value, n_ref
+        self.scorer = nn.Linear(hidden_size, 1) if scorer == "learned" else None
         if mode == "topk":
             # k = round(n * rate) for every possible unpadded length n, in Python's float64 arithmetic: the
             # graph then looks k up instead of rounding n * rate in float32, which differs at .5 boundaries.
@@ -257,9 +264,14 @@ class TokenPruner(nn.Module):
     def extra_repr(self) -> str:
         return f"mode={self.mode}, value={self.value:g}, n_ref={self.n_ref}"
 
-    def forward(self, probs, alive, n_orig):  # (B, H, T, T), (B, T) or None, (B,) -> keep (B, T)
+    def scores(self, probs, rows, layout):  # (B, H, T, T), (1, N, D), a layout -> (B, T)
+        """This layer's token scores in the layout's slots."""
+        if self.scorer is None:
+            return token_scores(probs, layout.alive, self.n_ref)
+        return layout.pad(learned_scores(self.scorer, rows, self.n_ref))[..., 0]
+
+    def forward(self, scores, alive, n_orig):  # (B, T), (B, T) or None, (B,) -> keep (B, T)
         """The tokens that survive: alive ones that pass the rule, and CLS. ``alive=None``: all are alive."""
-        scores = token_scores(probs, alive, self.n_ref)
         if self.mode == "absolute_threshold":
             keep = scores >= max(SCORE_FLOOR, self.value)
         else:
@@ -270,6 +282,12 @@ class TokenPruner(nn.Module):
             return keep
         is_cls = torch.arange(alive.shape[1], device=alive.device) == 0
         return alive & (keep | is_cls)
+
+
+def learned_scores(scorer: nn.Linear, rows, n_ref: int):  # (..., D) -> (..., 1)
+    """A learned scorer's scores, ``2 * sigmoid(scorer(rows)) / n_ref``: in (0, 2 / n_ref), the attention score's
+    units (``spec.PruningSpec.scorer``)."""
+    return torch.sigmoid(scorer(rows)) * (2.0 / n_ref)
 
 
 def _rank_among_alive(scores, alive):  # (B, T), (B, T) or None -> (B, T) int64
@@ -303,7 +321,7 @@ class Layer(nn.Module):
         a, probs = self.attention(x, layout)
         count = None
         if self.pruner is not None:
-            keep = self.pruner(probs, layout.alive, n_orig)  # (B, T) in the layout's slots; padding is False
+            keep = self.pruner(self.pruner.scores(probs, a, layout), layout.alive, n_orig)  # (B, T); padding False
             rows = torch.nonzero(layout.unpad(keep[..., None]).flatten()).squeeze(1)  # (N',)
             a, count = a.index_select(1, rows), keep.sum(dim=1)
         return self.output(self.intermediate(a), a), count
@@ -312,7 +330,7 @@ class Layer(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig, spec: PruningSpec | None):
         super().__init__()
-        self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i, cfg.max_position_embeddings))
+        self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i, cfg.max_position_embeddings, cfg.hidden_size))
                                    for i in range(cfg.num_layers))
 
     def forward(self, x, counts, n_orig, length=None):  # (1, N, D), (B,), (B,) -> (1, N', D), (B, L)
@@ -329,14 +347,14 @@ class Encoder(nn.Module):
         return x, torch.stack(kept, dim=1)
 
 
-def _pruner(spec: PruningSpec | None, i: int, max_tokens: int) -> TokenPruner | None:
+def _pruner(spec: PruningSpec | None, i: int, max_tokens: int, hidden_size: int) -> TokenPruner | None:
     """A layer that provably keeps every alive token gets no pruner (LTP: threshold 0; top-k: rate 1)."""
     if spec is None:
         return None
-    value = spec.thresholds[i] if spec.mode == "absolute_threshold" else spec.keep_rates[i]
-    if (spec.mode == "absolute_threshold" and value == 0.0) or (spec.mode == "topk" and value >= 1.0):
+    if i not in spec.pruning_layers():
         return None
-    return TokenPruner(spec.mode, value, spec.n_ref, max_tokens)
+    value = spec.thresholds[i] if spec.mode == "absolute_threshold" else spec.keep_rates[i]
+    return TokenPruner(spec.mode, value, spec.n_ref, max_tokens, spec.scorer, hidden_size)
 
 
 class Pooler(nn.Module):
@@ -415,9 +433,15 @@ class PrunedClassifier(nn.Module):
         return self.classifier(cls)
 
     def with_spec(self, spec: PruningSpec | None) -> PrunedClassifier:
-        """The same weights under another spec (``None``: dense). Shares parameters with ``self``."""
+        """The same weights under another spec (``None``: dense). Shares parameters with ``self``; a learned scorer
+        that ``spec`` no longer uses is left out, and one that it needs must be here (else an error names it)."""
         other = PrunedClassifier(self.config, spec)
-        other.load_state_dict(self.state_dict(), strict=True, assign=True)
+        state = self.state_dict()
+        missing = [k for k in other.state_dict() if k not in state]
+        if missing:
+            raise LtpDeployError(f"The model has no weight {missing[0]!r} that spec needs: a learned scorer exists "
+                                 "only for the layers it was trained for; keep those layers' thresholds above 0.")
+        other.load_state_dict({k: state[k] for k in other.state_dict()}, strict=True, assign=True)
         return other.train(self.training)
 
     def scale_thresholds(self, factor: float) -> None:

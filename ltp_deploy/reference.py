@@ -56,13 +56,27 @@ def hf_twin(model: PrunedClassifier):
         twin_cls = transformers.RobertaForSequenceClassification
     config._attn_implementation = "eager"  # attention probabilities are needed for the scores
     twin = twin_cls(config)
-    twin.load_state_dict(model.state_dict(), strict=True)
+    twin.load_state_dict({k: v for k, v in model.state_dict().items() if ".pruner." not in k}, strict=True)
     return twin.eval()
 
 
+def learned_scorers(model: PrunedClassifier) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Each pruning layer's learned scorer as plain tensors ``{layer: (weight (1, D), bias (1,))}``; empty for the
+    attention score. ``masked_reference`` takes them beside the twin (Hugging Face's network has no scorer)."""
+    return {i: (layer.pruner.scorer.weight.detach().clone(), layer.pruner.scorer.bias.detach().clone())
+            for i, layer in enumerate(model.backbone.encoder.layer)
+            if layer.pruner is not None and layer.pruner.scorer is not None}
+
+
 @torch.no_grad()
-def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, token_type_ids=None) -> ReferenceOutput:
-    """Run LTP's masked rule (threshold or top-k) on ``twin`` (from ``hf_twin``); ``spec=None`` is dense."""
+def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, token_type_ids=None,
+                     scorers: dict | None = None) -> ReferenceOutput:
+    """Run LTP's masked rule (threshold or top-k) on ``twin`` (from ``hf_twin``); ``spec=None`` is dense.
+
+    A spec with a learned scorer scores layer ``l`` by ``2 * sigmoid(h @ w_l.T + b_l) / n_ref`` on the attention
+    block's output ``h``, with ``scorers[l] = (w_l, b_l)`` (``learned_scorers``)."""
+    if spec is not None and spec.scorer == "learned" and set(scorers or {}) != set(spec.pruning_layers()):
+        raise ValueError("a learned-scorer spec needs one (weight, bias) per pruning layer: pass learned_scorers()")
     base = twin.bert if hasattr(twin, "bert") else twin.roberta
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(input_ids)
@@ -76,7 +90,11 @@ def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, 
         out = layer.attention(hidden, key_mask, output_attentions=True)
         attention_output, probs = out[0], out[1]
         if spec is not None:
-            pruned = _pruned_by_rule(spec, index, probs, alive, n_orig, num_heads)
+            if spec.scorer == "learned":
+                scores = _learned_scores(attention_output, *scorers[index], spec.n_ref) if index in scorers else None
+            else:
+                scores = _attention_scores(probs, alive, num_heads, spec.n_ref)
+            pruned = _pruned_by_rule(spec, index, scores, alive, n_orig)
             if spec.reference_cls == "kept":
                 pruned[:, 0] = False
             cls_pruned |= pruned[:, 0]
@@ -90,10 +108,20 @@ def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, 
     return ReferenceOutput(logits=logits, kept=torch.stack(kept, dim=1), cls_pruned=cls_pruned)
 
 
-def _pruned_by_rule(spec, index, probs, alive, n_orig, num_heads):
-    """Tokens the rule drops in this layer (among alive ones), written the way the LTP code reads."""
+def _attention_scores(probs, alive, num_heads, n_ref):  # (B, H, T, T), (B, T) -> (B, T)
+    """LTP's score, written the way the LTP code reads."""
     from_alive_queries = probs * alive[:, None, :, None]  # rows of dead queries count zero
-    scores = from_alive_queries.sum(dim=1).sum(dim=1) / (num_heads * spec.n_ref)  # (B, T)
+    return from_alive_queries.sum(dim=1).sum(dim=1) / (num_heads * n_ref)
+
+
+def _learned_scores(hidden, weight, bias, n_ref):  # (B, T, D), (1, D), (1,) -> (B, T)
+    return 2.0 * torch.sigmoid(torch.einsum("btd,d->bt", hidden, weight[0]) + bias[0]) / n_ref
+
+
+def _pruned_by_rule(spec, index, scores, alive, n_orig):
+    """Tokens the rule drops in this layer (among alive ones); ``scores`` (B, T), None where the layer keeps all."""
+    if scores is None:
+        return torch.zeros_like(alive)
     if spec.mode == "absolute_threshold":
         threshold = spec.thresholds[index]
         if threshold == 0.0:
@@ -143,7 +171,7 @@ def compare(model: PrunedClassifier, twin, spec, input_ids, attention_mask, toke
     (where both rules must agree) sequences whose kept sets match in every layer, per-layer set agreement and
     the largest |logit difference|.
     """
-    ref = masked_reference(twin, spec, input_ids, attention_mask, token_type_ids)
+    ref = masked_reference(twin, spec, input_ids, attention_mask, token_type_ids, learned_scorers(model))
     logits, kept = dropping_kept(model, input_ids, attention_mask, token_type_ids)
     valid = ~ref.cls_pruned
     same = (kept == ref.kept).all(dim=2)  # (B, L)

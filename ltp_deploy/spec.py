@@ -22,6 +22,9 @@ from ltp_deploy.errors import LtpDeployError
 SPEC_FILE = "pruning_spec.json"
 SPEC_VERSION = 1
 MODES = ("absolute_threshold", "topk")
+# What a layer's score is: "attention" (LTP: the attention each token receives) or "learned" (a linear scorer on
+# the attention block's output rows, trained with the thresholds: ``model.TokenPruner``).
+SCORERS = ("attention", "learned")
 REFERENCE_CLS = ("prunable", "kept")
 
 # LTP's score floor: a token whose score is below max(SCORE_FLOOR, thr) is pruned in a layer with thr > 0.
@@ -55,6 +58,10 @@ class PruningSpec:
     # "kept" is how `ltp-deploy train` and `calibrate` learn a spec (CLS's soft mask fixed at 1), so the
     # reference keeps it too and every sequence can be compared with the dropping model.
     reference_cls: str = field(default="prunable", compare=False)
+    # "attention" or "learned" (``SCORERS``). A learned score is ``2 * sigmoid(w_l . h_j + b_l) / n_ref``, in the
+    # attention score's units (its midpoint is the mean attention score 1 / n_ref), so thresholds, temperatures
+    # and learning rates mean the same for both; ``w_l, b_l`` are weights of the checkpoint, not of the spec.
+    scorer: str = "attention"
     # Where the spec came from (LTP config, calibration, training); free-form, for provenance only.
     source: dict = field(default_factory=dict, compare=False)
 
@@ -88,10 +95,17 @@ class PruningSpec:
             )
         if self.cls_policy != "keep":
             raise LtpDeployError(f"Unsupported cls_policy {self.cls_policy!r}: only 'keep' is supported.")
+        if self.scorer not in SCORERS:
+            raise LtpDeployError(f"Unsupported scorer {self.scorer!r}: use one of {', '.join(SCORERS)}.")
         if self.reference_cls not in REFERENCE_CLS:
             raise LtpDeployError(f"Unsupported reference_cls {self.reference_cls!r}: use one of {', '.join(REFERENCE_CLS)}.")
         object.__setattr__(self, "thresholds", _tuple(self.thresholds))
         object.__setattr__(self, "keep_rates", _tuple(self.keep_rates))
+
+    def pruning_layers(self) -> list[int]:
+        """The layers whose rule can drop a token (LTP: threshold above 0; top-k: rate below 1)."""
+        values = self.thresholds if self.mode == "absolute_threshold" else self.keep_rates
+        return [i for i, v in enumerate(values) if (v > 0 if self.mode == "absolute_threshold" else v < 1)]
 
     @property
     def num_layers(self) -> int:
@@ -99,17 +113,17 @@ class PruningSpec:
 
     @classmethod
     def threshold(cls, thresholds, n_ref: int = 128, source: dict | None = None,
-                  reference_cls: str = "prunable") -> PruningSpec:
+                  reference_cls: str = "prunable", scorer: str = "attention") -> PruningSpec:
         """A learned-threshold (LTP) spec from effective per-layer thresholds."""
         return cls(mode="absolute_threshold", thresholds=tuple(thresholds), n_ref=n_ref, source=source or {},
-                   reference_cls=reference_cls)
+                   reference_cls=reference_cls, scorer=scorer)
 
     @classmethod
     def topk(cls, keep_rates, n_ref: int = 128, source: dict | None = None,
-             reference_cls: str = "prunable") -> PruningSpec:
+             reference_cls: str = "prunable", scorer: str = "attention") -> PruningSpec:
         """A top-k spec from per-layer keep rates (fractions of the unpadded length)."""
         return cls(mode="topk", keep_rates=tuple(keep_rates), n_ref=n_ref, source=source or {},
-                   reference_cls=reference_cls)
+                   reference_cls=reference_cls, scorer=scorer)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -120,7 +134,7 @@ class PruningSpec:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "pruning spec") -> PruningSpec:
-        known = {"mode", "thresholds", "keep_rates", "n_ref", "cls_policy", "reference_cls", "source"}
+        known = {"mode", "thresholds", "keep_rates", "n_ref", "cls_policy", "reference_cls", "scorer", "source"}
         if not isinstance(d, dict) or "mode" not in d:
             raise LtpDeployError(f"{where} is not a pruning spec: it needs a 'mode' key ({' or '.join(MODES)}).")
         return cls(**{k: v for k, v in d.items() if k in known})

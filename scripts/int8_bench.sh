@@ -3,6 +3,8 @@
 # OpenVINO, timed interleaved (bench --compare) on the task's dev split in dataset order, 2 threads, batch 1 and 32,
 # and the INT8 pruned graph gated with `check` against its checkpoint (accuracy and decisions, reported).
 #   bash scripts/int8_bench.sh CKPT [OUT] [TASK]      # OUT defaults to runs/int8, TASK to sst2
+#   BENCH_ARGS="--max-examples 256" CHECK_ARGS="--max-examples 500" INT8_ARGS="--min-agreement 0.97 --atol 3" \
+#     bash scripts/int8_bench.sh runs/imdb runs/int8-imdb imdb      # long texts: slices, and the gate IMDB meets
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/install.sh"
 ckpt=${1:?usage: bash scripts/int8_bench.sh CKPT [OUT] [TASK]}
@@ -15,7 +17,7 @@ for target in onnx openvino; do
   [ -e "$out/pruned-$target" ] || ltp-deploy export "$ckpt" --target "$target" -o "$out/pruned-$target"
   [ -e "$out/dense-$target" ] || ltp-deploy export "$ckpt" --target "$target" --dense -o "$out/dense-$target"
   [ -e "$out/pruned-$target-int8" ] || ltp-deploy export "$ckpt" --target "$target" --precision int8 \
-    --task "$task" -o "$out/pruned-$target-int8"
+    --task "$task" ${INT8_ARGS:-} -o "$out/pruned-$target-int8"
   [ -e "$out/dense-$target-int8" ] || ltp-deploy export "$ckpt" --target "$target" --dense --precision int8 --min-agreement 0.97 \
     --task "$task" -o "$out/dense-$target-int8"
 done
@@ -26,12 +28,12 @@ for rt in onnx:onnxruntime openvino:openvino; do
   for pair in $pairs; do
     IFS=: read -r a b <<< "${pair//T/$target}"
     ltp-deploy bench "$out/$a" --compare "$out/$b" --backend "$backend" --task "$task" --batch-size 1,32 \
-      --threads 2 --warmup 10 --json "$out/$a-vs-$b.json" --overwrite
+      --threads 2 --warmup 10 ${BENCH_ARGS:-} --json "$out/$a-vs-$b.json" --overwrite
   done
   ltp-deploy check "$out/pruned-$target-int8" --task "$task" --reference "$ckpt" --json "$out/check-$target-int8.json" \
-    --overwrite || true
+    ${CHECK_ARGS:-} --overwrite || true
   ltp-deploy check "$out/pruned-$target" --task "$task" --reference "$ckpt" --json "$out/check-$target.json" \
-    --overwrite || true
+    ${CHECK_ARGS:-} --overwrite || true
 done
 python - "$out" <<'PY'
 import json, sys

@@ -12,8 +12,8 @@ import torch
 
 from ltp_deploy.checkpoint import load_checkpoint, load_tokenizer
 from ltp_deploy.data import encode, load_glue
-from ltp_deploy.model import SingleSequenceClassifier
-from ltp_deploy.reference import dropping_kept, hf_twin, masked_reference
+from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
+from ltp_deploy.reference import dropping_kept, hf_twin, learned_scorers, masked_reference
 from ltp_deploy.spec import PruningSpec, ltp_keep_rates
 
 from conftest import SENTENCES
@@ -40,7 +40,7 @@ def random_batch(cfg, batch_size: int, seed: int, max_len: int = 48, cls_id: int
 
 def assert_parity(model, batch, stats):
     twin = hf_twin(model)
-    ref = masked_reference(twin, model.spec, *batch)
+    ref = masked_reference(twin, model.spec, *batch, scorers=learned_scorers(model))
     logits, kept = dropping_kept(model, *batch)
     valid = ~ref.cls_pruned
     stats["sequences"] += len(valid)
@@ -71,9 +71,23 @@ def assert_single_sequence_rows(model, batch, ref, rows):
         assert diff <= 1e-4, f"single-sequence form, row {b}: logits differ by {diff:.2e}"
 
 
+def with_random_scorers(model, spec, seed: int = 0):
+    """``model``'s weights under a learned-scorer ``spec``, its scorers seeded at random with a spread wide enough
+    that scores straddle the thresholds (about half the tokens of a layer fall on each side of 1 / n_ref)."""
+    torch.manual_seed(seed)
+    pruned = PrunedClassifier(model.config, spec)
+    for layer in pruned.backbone.encoder.layer:
+        if layer.pruner is not None:
+            torch.nn.init.normal_(layer.pruner.scorer.weight, std=2.0 / model.config.hidden_size ** 0.5)
+            torch.nn.init.normal_(layer.pruner.scorer.bias, std=0.5)
+    state = {**model.state_dict(), **{k: v for k, v in pruned.state_dict().items() if ".pruner." in k}}
+    pruned.load_state_dict(state, strict=True)
+    return pruned
+
+
 def check_specs(model, specs, batches):
     for spec in specs:
-        pruned = model.with_spec(spec).eval()
+        pruned = (with_random_scorers(model, spec) if spec.scorer == "learned" else model.with_spec(spec)).eval()
         stats = dict(sequences=0, cls_pruned=0, kept_last=0, tokens=0)
         for batch in batches:
             assert_parity(pruned, batch, stats)
@@ -91,6 +105,8 @@ def test_random_weights_match_masked_reference(arch, make_bert, make_roberta):
         PruningSpec.threshold([0.0, 0.002, 0.003, 0.004] if arch == "bert" else [0.0, 0.001, 0.0015, 0.002]),
         PruningSpec.topk(ltp_keep_rates(0.6, cfg.num_layers)),
         PruningSpec.topk([1.0, 0.8, 0.7, 0.6]),
+        PruningSpec.threshold([0.0, 1 / 128, 1 / 128, 0.0], scorer="learned", reference_cls="kept"),
+        PruningSpec.topk([1.0, 0.7, 0.7, 0.7], scorer="learned", reference_cls="kept"),
     ]
     batches = [random_batch(cfg, b, seed=b) for b in BATCH_SIZES]
     check_specs(ckpt.model, specs, batches)

@@ -17,13 +17,14 @@ import torch
 from ltp_deploy.calibration.evaluate import EncodedData, evaluate
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
 from ltp_deploy.data import load_glue
-from ltp_deploy.reference import hf_twin, masked_reference
+from ltp_deploy.reference import hf_twin, learned_scorers, masked_reference
 from ltp_deploy.spec import PruningSpec
 from ltp_deploy.flops import flops_reduction
 from ltp_deploy.training import (
     DEFAULT_TARGET,
     BudgetController,
     Lagrangian,
+    LearnedScorers,
     Thresholds,
     TrainData,
     TrainSettings,
@@ -112,15 +113,19 @@ def test_soft_forward_is_the_dense_forward_when_nothing_is_masked(small_bert):
     assert torch.all(masks[:, :, 0] == 1) and torch.all(masks[:, :, 1:] < 1e-6)
 
 
-def test_soft_attention_masking_with_sharp_masks_is_the_masked_reference(small_bert):
-    """0/1 soft masks under ``masking="attention"`` must be LTP's hard rule: the masked reference (transformers' own
-    network with CLS kept) gives the same logits and keeps the tokens whose masks are 1."""
+def _three_reviews(small_bert):
+    """The small model in eval mode and three SST-2-like sentences of different lengths, padded: (ids, mask, types)."""
     ckpt, tokenizer = small_bert
-    model = ckpt.model.eval()
     enc = tokenizer(["a charming and often affecting journey , full of small surprises .", "bleak and tedious",
                      "the film is not as good as its cast , and it is far too long"], padding=True,
                     return_tensors="pt")
-    ids, mask, types = enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+    return ckpt.model.eval(), (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+
+
+def test_soft_attention_masking_with_sharp_masks_is_the_masked_reference(small_bert):
+    """0/1 soft masks under ``masking="attention"`` must be LTP's hard rule: the masked reference (transformers' own
+    network with CLS kept) gives the same logits and keeps the tokens whose masks are 1."""
+    model, (ids, mask, types) = _three_reviews(small_bert)
     layers = model.config.num_layers
     values = [0.0] + [0.004 + 0.003 * i for i in range(layers - 1)]  # drops about half the tokens by the end
     learned = torch.tensor([False] + [True] * (layers - 1))
@@ -136,6 +141,48 @@ def test_soft_attention_masking_with_sharp_masks_is_the_masked_reference(small_b
         ltp_logits, _ = soft_forward(model, torch.tensor(values), learned, ids, mask, types, 1e-9, 128, "outputs")
     exact = float((logits - ref.logits).abs().max())
     assert float((ltp_logits - ref.logits).abs().max()) > max(1e-5, 100 * exact)
+
+
+def test_learned_scorer_with_sharp_masks_is_the_masked_reference(small_bert):
+    """The learned scorer's soft forward with 0/1 masks is the deployed rule: the dropping model built from the same
+    scorers and the masked reference (scores from transformers' attention output) keep the same tokens."""
+    model, (ids, mask, types) = _three_reviews(small_bert)
+    layers = model.config.num_layers
+    torch.manual_seed(3)
+    scorers = LearnedScorers(layers, model.config.hidden_size)
+    for linear in scorers.layers:  # spread the scores across the thresholds
+        torch.nn.init.normal_(linear.weight, std=2.0 / model.config.hidden_size ** 0.5)
+        torch.nn.init.zeros_(linear.bias)
+    values = [0.0] + [1.0 / 128] * (layers - 1)  # the scores' midpoint: about half of each layer's tokens go
+    learned = torch.tensor([False] + [True] * (layers - 1))
+    spec = PruningSpec.threshold(values, n_ref=128, reference_cls="kept", scorer="learned")
+    with torch.no_grad():
+        logits, masks = soft_forward(model, torch.tensor(values), learned, ids, mask, types, 1e-9, 128, "attention",
+                                     scorers)
+        pruned = type(model)(model.config, spec)
+        pruned.load_state_dict({**model.state_dict(), **scorers.state_for(pruned)}, strict=True)
+        ref = masked_reference(hf_twin(model), spec, ids, mask, types, learned_scorers(pruned.eval()))
+        dropped_logits, counts = pruned(ids, mask, types)
+    soft_kept = (masks > 0.5).cumprod(dim=1).bool() & mask.bool()[:, None, :]  # (B, L-1, T)
+    assert torch.equal(soft_kept, ref.kept[:, 1:]), "sharp soft masks keep other tokens than the hard rule"
+    assert 0 < int(ref.kept[:, -1].sum()) < int(mask.sum())
+    assert torch.equal(counts, ref.kept_counts)
+    torch.testing.assert_close(logits, ref.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dropped_logits, ref.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_learned_scorers_train_towards_the_budget(small_bert, sst2_small):
+    data = TrainData.build(small_bert[1], sst2_small[0], 64)
+    model = load_checkpoint(small_bert[0].path).model
+    settings = TrainSettings(model="unused", task="sst2", output="unused", target_flops_reduction=2.0,
+                             threshold_lr=1e-4, scorer="learned", scorer_lr=1e-2, warmup=0.0, budget_warmup=0.0)
+    thresholds = Thresholds(model.config.num_layers, 0.01, False)
+    torch.manual_seed(0)
+    scorers = LearnedScorers(model.config.num_layers, model.config.hidden_size)
+    before = [p.detach().clone() for p in scorers.layers[1:].parameters()]  # layer 0 keeps every token
+    log = learn_thresholds(model, thresholds, data, 30, settings, False, np.random.default_rng(0), None, scorers)
+    assert all(not torch.equal(b, p) for b, p in zip(before, scorers.layers[1:].parameters()))
+    assert log.history[0]["flops_reduction"] < 1.2 < log.history[-1]["flops_reduction"]  # starts keeping all
 
 
 def test_first_layer_fixed_gets_no_mask_and_stays_at_zero():
@@ -439,6 +486,33 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
+def test_learned_scorer_checkpoint_exports_and_checks_on_both_runtimes(minilm_dir, glue, tmp_path, monkeypatch,
+                                                                        capsys):
+    """``--scorer learned`` end to end: the checkpoint holds a scorer for each pruning layer, and its exports
+    validate on both runtimes and keep the masked reference's tokens (``check --reference``) on real sentences."""
+    monkeypatch.setenv("GLUE_DIR", str(glue))
+    out = tmp_path / "learned"
+    code, _, stderr = cli(monkeypatch, capsys, "train", "--model", minilm_dir, "--task", "sst2", "-o", out,
+                          "--scorer", "learned", "--max-examples", 192, "--max-eval-examples", 48, "--batch-size", 16,
+                          "--dense-steps", 6, "--soft-steps", 6, "--hard-steps", 4, "--dense-lr", 1e-4)
+    assert code == 0, stderr
+    ckpt = load_checkpoint(out)
+    assert ckpt.spec.scorer == "learned" and ckpt.spec.source["scorer"] == "learned"
+    layers = ckpt.spec.pruning_layers()
+    assert layers and set(learned_scorers(ckpt.model)) == set(layers)
+    for target in ("onnx", "openvino"):
+        export = tmp_path / f"learned-{target}"
+        code, _, stderr = cli(monkeypatch, capsys, "export", out, "--target", target, "-o", export)
+        assert code == 0, stderr
+        report_file = tmp_path / f"check-{target}.json"
+        code, _, stderr = cli(monkeypatch, capsys, "check", export, "--task", "sst2", "--reference", out,
+                              "--max-examples", 64, "--json", report_file)
+        assert code == 0, stderr
+        report = json.loads(report_file.read_text())
+        assert report["agreement"]["decision_mismatch_rate"] == 0.0
+        assert report["results"]["graph"]["flops_reduction"] > 1.2  # it prunes: the decisions were tested
+
+
 def test_regression_task_gets_a_one_output_head(minilm_dir, glue):
     from ltp_deploy.training.run import _task_model
 
@@ -462,6 +536,8 @@ def test_regression_task_gets_a_one_output_head(minilm_dir, glue):
     (["--task", "sst2", "--batch-size", "0"], "--batch-size must be positive"),
     (["--task", "sst2", "--temperature", "0"], "--temperature must be positive"),
     (["--task", "sst2", "--threshold-lr", "-1e-3"], "--threshold-lr must be zero or more"),
+    (["--task", "sst2", "--scorer", "gradient"], "--scorer must be one of"),
+    (["--task", "sst2", "--scorer-lr", "0"], "--scorer-lr must be positive"),
     ([], "No --task given"),
 ])
 def test_bad_options_exit_2_with_one_line(minilm_dir, tmp_path, monkeypatch, capsys, args, message):

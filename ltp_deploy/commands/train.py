@@ -96,6 +96,11 @@ def train(
     learn_first_layer: Annotated[bool, typer.Option(
         "--learn-first-layer/--fixed-first-layer", help="Learn layer 0's threshold too (LTP fixes it at 0).",
         rich_help_panel=_T)] = False,
+    scorer: Annotated[str, typer.Option(
+        "--scorer", help="What scores a token: 'attention' (LTP: attention received) or 'learned' (a linear scorer "
+        "per layer on the attention block's output, trained in stage 1).", rich_help_panel=_T)] = "attention",
+    scorer_lr: Annotated[float, typer.Option(
+        "--scorer-lr", help="Learning rate of the learned scorers (stage 1).", rich_help_panel=_T)] = 1e-3,
     n_ref: Annotated[int, typer.Option("--n-ref", help="Constant score normaliser (LTP: 128).",
                                        rich_help_panel=_T)] = 128,
     hard_epochs: Annotated[Optional[float], typer.Option(
@@ -129,7 +134,7 @@ def train(
         target_flops_reduction=target_flops_reduction, lambda_=lambda_, lagrangian_lr=lagrangian_lr,
         budget_warmup=budget_warmup, budget_counts=budget_counts, soft_masking=soft_masking,
         temperature=temperature, final_temperature=final_temperature, final_token_threshold=final_token_threshold,
-        learn_first_layer=learn_first_layer, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
+        learn_first_layer=learn_first_layer, scorer=scorer, scorer_lr=scorer_lr, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
         hard_lr=hard_lr, distill=distill, soft_distill=soft_distill, distill_hidden=distill_hidden,
         budget_examples=budget_examples, overwrite=overwrite,
     )

@@ -19,7 +19,7 @@ flips sentences near the decision boundary, and the export's gate (99%) asks for
 * the attention core (QK^T, softmax, PV) everywhere: the probabilities are the score (ONNX Runtime's dynamic
   quantizer only touches MatMuls with a constant weight; NNCF is told to ignore the others);
 * every projection of the layers before the first pruning layer, and the Q/K/V projection of every pruning layer;
-* the pooler and the classifier (a few rows per batch: nothing to gain).
+* the pooler and the classifier (a few rows per batch: nothing to gain), and a learned scorer (D x 1).
 
 A dense graph (``--dense``) has no decision to protect: every projection is quantized, the strongest peer.
 
@@ -76,45 +76,43 @@ def fp32_scope(cfg: EncoderConfig, spec: PruningSpec | None, scope: str = "decis
     """The (layer, kind) projections that stay fp32 (module docstring); the head is always among them.
     ``scope="all"`` quantizes every projection of the encoder (fastest; decisions move: agreement ~97%)."""
     keep: set[tuple[int | None, str]] = {(None, "head")}
-    layers = pruning_layers(spec)
+    layers = spec.pruning_layers() if spec is not None else []
     if not layers or scope == "all":
         return keep
     keep |= {(layer, kind) for layer in range(layers[0]) for kind in KINDS}
-    return keep | {(layer, "qkv") for layer in layers}
-
-
-def pruning_layers(spec: PruningSpec | None) -> list[int]:
-    """The layers whose rule can drop a token (none for a dense model or a spec that keeps everything)."""
-    if spec is None:
-        return []
-    values = spec.thresholds if spec.mode == "absolute_threshold" else spec.keep_rates
-    return [layer for layer, value in enumerate(values)
-            if (spec.mode == "absolute_threshold" and value > 0) or (spec.mode == "topk" and value < 1)]
+    # A learned score reads the attention block's output: its output projection feeds the decision too.
+    feeding = ("qkv", "out") if spec.scorer == "learned" else ("qkv",)
+    return keep | {(layer, kind) for layer in layers for kind in feeding}
 
 
 def label_projections(matmuls: list[tuple[str, int, int]], cfg: EncoderConfig) -> list[Projection]:
     """Name each weight MatMul ``(name, in_dim, out_dim)``, given in execution order: four per layer (Q/K/V,
-    output, feed-forward in and out), then the head. Raises if the shapes do not follow that pattern."""
+    output, feed-forward in and out; a learned scorer's D x 1 between the output and the feed-forward), then the
+    head. Raises if the shapes do not follow that pattern."""
     d, i = cfg.hidden_size, cfg.intermediate_size
     shapes = {"qkv": (d, 3 * d), "out": (d, d), "ffn_in": (d, i), "ffn_out": (i, d)}
-    labelled = []
-    for n, (name, rows, cols) in enumerate(matmuls):
+    labelled, n = [], 0  # n: the encoder projections seen so far
+    for name, rows, cols in matmuls:
+        if n < 4 * cfg.num_layers and (rows, cols) == (d, 1):
+            labelled.append(Projection(name, n // 4, "scorer"))
+            continue
         layer, kind = (n // 4, KINDS[n % 4]) if n < 4 * cfg.num_layers else (None, "head")
         if kind != "head" and (rows, cols) != shapes[kind]:
             raise LtpDeployError(f"INT8: weight MatMul {name} is {rows}x{cols} where layer {layer}'s {kind} "
                                  f"projection should be {shapes[kind][0]}x{shapes[kind][1]}: the graph does not "
                                  "have the encoder's layout; export it in fp32.")
         labelled.append(Projection(name, layer, kind))
-    if len(labelled) < 4 * cfg.num_layers:
-        raise LtpDeployError(f"INT8: the graph has {len(labelled)} weight MatMuls for {cfg.num_layers} layers (4 "
+        n += 1
+    if n < 4 * cfg.num_layers:
+        raise LtpDeployError(f"INT8: the graph has {n} weight MatMuls for {cfg.num_layers} layers (4 "
                              "each): it does not have the encoder's layout; export it in fp32.")
     return labelled
 
 
 def split_scope(projections: list[Projection], cfg: EncoderConfig, spec: PruningSpec | None, scope: str):
-    """(quantized, kept in fp32) projections under ``fp32_scope``."""
+    """(quantized, kept in fp32) projections under ``fp32_scope``; a learned scorer (D x 1) always stays fp32."""
     keep = fp32_scope(cfg, spec, scope)
-    fp32 = [p for p in projections if (p.layer, p.kind) in keep]
+    fp32 = [p for p in projections if (p.layer, p.kind) in keep or p.kind == "scorer"]
     return [p for p in projections if p not in fp32], fp32
 
 

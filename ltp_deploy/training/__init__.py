@@ -13,7 +13,9 @@ of ~40: three times less work for the same examples):
    shrinks over the stage (``--final-temperature``). The loss adds a FLOPs budget's Lagrangian (default,
    ``--target-flops-reduction``) on the hard rule's FLOPs of the batch, with the soft masks' gradient, its target
    warming up from 1x (``--budget-warmup``), or LTP's ``lambda * sum_l mean(mask_l)``. Weights and thresholds
-   train together; the thresholds have their own optimizer and learning rate and never go below 0.
+   train together; the thresholds have their own optimizer and learning rate and never go below 0. With
+   ``--scorer learned`` the score is a linear scorer's on the attention block's output (``soft.LearnedScorers``),
+   trained here at its own rate; the checkpoint keeps it for the layers that prune.
 2. **hard**: the weights are fine-tuned under the deployed rule (``PrunedClassifier(cfg, spec)``, whose gather is
    differentiable for the surviving tokens), so they adapt to really losing the dropped tokens. Under a budget the
    thresholds are scaled to hold it, first on the training batches, then once on the dev inputs (``budget``).
@@ -33,10 +35,10 @@ from ltp_deploy.training.batches import TrainData, length_grouped_batches, stage
 from ltp_deploy.training.budget import BudgetController, Lagrangian, meet_budget
 from ltp_deploy.training.run import train
 from ltp_deploy.training.settings import DEFAULT_TARGET, StageLog, TrainReport, TrainSettings
-from ltp_deploy.training.soft import Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
+from ltp_deploy.training.soft import LearnedScorers, Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
 from ltp_deploy.training.stages import _distill_loss, fit_dense, fit_hard, learn_thresholds
 
-__all__ = ["train", "TrainSettings", "TrainReport", "StageLog", "DEFAULT_TARGET", "TrainData", "Thresholds",
+__all__ = ["train", "TrainSettings", "TrainReport", "StageLog", "DEFAULT_TARGET", "TrainData", "Thresholds", "LearnedScorers",
            "soft_forward", "mask_penalty", "soft_flops_ratio", "hard_flops_ratio", "Lagrangian", "BudgetController",
            "meet_budget",
            "fit_dense", "learn_thresholds", "fit_hard", "length_grouped_batches", "stage_steps", "_distill_loss"]

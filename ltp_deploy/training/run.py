@@ -20,7 +20,7 @@ from ltp_deploy.spec import PruningSpec
 from ltp_deploy.training.batches import TrainData, stage_steps
 from ltp_deploy.training.budget import meet_budget
 from ltp_deploy.training.settings import Log, StageLog, TrainReport, TrainSettings
-from ltp_deploy.training.soft import Thresholds
+from ltp_deploy.training.soft import LearnedScorers, Thresholds
 from ltp_deploy.training.stages import fit_dense, fit_hard, learn_thresholds
 
 def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
@@ -86,16 +86,19 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
         teacher.eval().requires_grad_(False)
     thresholds = Thresholds(model.config.num_layers, settings.final_token_threshold, settings.learn_first_layer)
     soft_steps = stage_steps(n, bs, settings.soft_epochs, settings.soft_steps, "soft")
+    scorers = LearnedScorers(model.config.num_layers, model.config.hidden_size) \
+        if settings.scorer == "learned" else None
     stage = learn_thresholds(model, thresholds, data, soft_steps, settings, regression, _stage_rng(settings.seed, 1),
-                             teacher)
+                             teacher, scorers)
     stages.append(stage)
     source = {"method": "ltp-deploy train", "final_token_threshold": settings.final_token_threshold,
               "deltas": [float(d) for d in thresholds.delta.detach()], "lambda": settings.lambda_,
               "target_flops_reduction": settings.budget, "temperature": settings.temperature,
               "final_temperature": settings.end_temperature, "soft_masking": settings.masking,
-              "budget_counts": settings.budget_counts, "learn_first_layer": settings.learn_first_layer}
-    pruned = PrunedClassifier(model.config, thresholds.spec(settings.n_ref, source))  # real dropping
-    pruned.load_state_dict(model.state_dict(), strict=True)
+              "budget_counts": settings.budget_counts, "learn_first_layer": settings.learn_first_layer,
+              "scorer": settings.scorer}
+    pruned = PrunedClassifier(model.config, thresholds.spec(settings.n_ref, source, settings.scorer))  # real dropping
+    pruned.load_state_dict({**model.state_dict(), **(scorers.state_for(pruned) if scorers else {})}, strict=True)
     soft_eval = evaluate(pruned, dev)
     log(_stage_line("soft", stage, soft_eval, pruned.spec))
 

@@ -11,7 +11,7 @@ from ltp_deploy.calibration.evaluate import Evaluation
 from ltp_deploy.data import get_task
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.outputs import check_output
-from ltp_deploy.spec import PruningSpec
+from ltp_deploy.spec import SCORERS, PruningSpec
 from ltp_deploy.training.recipes import recipe
 from ltp_deploy.training.soft import SOFT_MASKING
 
@@ -95,6 +95,10 @@ class TrainSettings:
     # T shrinks geometrically to this over stage 1, so that the soft forward ends close to the hard rule that
     # stage 2 runs. None: 2e-4 under a budget; under --lambda T stays fixed, as in LTP.
     final_temperature: float | None = None
+    # What scores a token (``spec.SCORERS``): "attention" (LTP's column sums) or "learned", one Linear(D, 1) per layer
+    # on the attention block's output rows, trained jointly in stage 1 (``soft.LearnedScorers``), at its own rate.
+    scorer: str = "attention"
+    scorer_lr: float = 1e-3
     # Thresholds start at final_token_threshold * l / L (LTP's initialisation; 0 for layer 0).
     final_token_threshold: float = 0.01
     # Layer 0's threshold stays at 0 (prunes nothing), as in LTP. Layer-0 scores are nearly uniform (MiniLM on
@@ -185,6 +189,11 @@ class TrainSettings:
             raise LtpDeployError(f"--soft-masking must be one of {', '.join(SOFT_MASKING)}, got "
                                  f"{self.soft_masking!r}: 'attention' trains as the hard rule runs, 'outputs' "
                                  "is LTP's.")
+        if self.scorer not in SCORERS:
+            raise LtpDeployError(f"--scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}: 'attention' "
+                                 "is LTP's score, 'learned' trains a linear scorer per layer.")
+        if not (self.scorer_lr > 0 and math.isfinite(self.scorer_lr)):
+            raise LtpDeployError(f"--scorer-lr must be positive, got {self.scorer_lr}: 1e-3 is the default.")
         if not 0 <= self.warmup < 1:
             raise LtpDeployError(f"--warmup must be a fraction in [0, 1), got {self.warmup}: 0.06 is usual.")
         check_output(self.output, "checkpoint", **self.output_rules)

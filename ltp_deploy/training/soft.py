@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ltp_deploy.flops import dense_flops, expected_flops
-from ltp_deploy.model import PrunedClassifier, token_scores
+from ltp_deploy.model import PrunedClassifier, learned_scores, token_scores
 from ltp_deploy.packing import Padded
 from ltp_deploy.spec import PruningSpec
 
@@ -34,17 +34,41 @@ class Thresholds(nn.Module):
         mask's gradient fades, so a threshold that wandered there could never come back."""
         self.delta.copy_(torch.maximum(self.delta, -self.base))
 
-    def spec(self, n_ref: int, source: dict) -> PruningSpec:
+    def spec(self, n_ref: int, source: dict, scorer: str = "attention") -> PruningSpec:
         """The hard-rule spec; a threshold that ended at or below 0 becomes exactly 0 (that layer drops nothing)."""
         values = [max(0.0, float(v)) for v in self().detach()]
-        return PruningSpec.threshold(values, n_ref=n_ref, source=source, reference_cls="kept")
+        return PruningSpec.threshold(values, n_ref=n_ref, source=source, reference_cls="kept", scorer=scorer)
+
+
+class LearnedScorers(nn.Module):
+    """One ``Linear(D, 1)`` per layer for ``--scorer learned`` (``model.TokenPruner``), trained in stage 1.
+
+    The bias starts at 2, the weights near 0: every token's score starts at ``2 sigmoid(2) / n_ref`` (1.76x the
+    mean attention score), above LTP's initial thresholds, so nothing is dropped before the budget asks for it;
+    the task loss then tells the scorer which tokens matter.
+    """
+
+    def __init__(self, num_layers: int, hidden_size: int):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(hidden_size, 1) for _ in range(num_layers))
+        for linear in self.layers:
+            nn.init.normal_(linear.weight, std=0.02)
+            nn.init.constant_(linear.bias, 2.0)
+
+    def state_for(self, model: PrunedClassifier) -> dict[str, torch.Tensor]:
+        """The weights of ``model``'s pruners (only layers that prune have one), keyed as its state dict."""
+        prefix = f"{model.config.arch}.encoder.layer"
+        return {f"{prefix}.{i}.pruner.scorer.{name}": value.detach().clone()
+                for i, layer in enumerate(model.backbone.encoder.layer) if layer.pruner is not None
+                for name, value in self.layers[i].state_dict().items()}
 
 
 SOFT_MASKING = ("attention", "outputs")
 
 
 def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: torch.Tensor, input_ids,
-                 attention_mask, token_type_ids, temperature: float, n_ref: int, masking: str = "attention"):
+                 attention_mask, token_type_ids, temperature: float, n_ref: int, masking: str = "attention",
+                 scorers: LearnedScorers | None = None):
     """The soft-mask forward, run on the model's own modules; no token is dropped.
 
     Layer ``l``'s mask is ``sigmoid((s - thr_l) / T)`` on its scores ``s`` (CLS fixed at 1). ``masking`` says what
@@ -64,6 +88,7 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
         temperature: sigmoid width T, in score units.
         n_ref: the constant score normaliser.
         masking: ``"attention"`` or ``"outputs"`` (``SOFT_MASKING``).
+        scorers: learned scorers (scores from the attention block's output rows), or None for attention scores.
     Returns:
         ``logits`` (B, C) and ``masks`` (B, L', T): the soft keep mask of each masked layer (CLS fixed at 1).
     """
@@ -78,8 +103,12 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
         a, probs = layer.attention(x, layout)  # (1, B*T, D), (B, H, T, T)
         x = layer.output(layer.intermediate(a), a)  # (1, B*T, D)
         if learned[i]:
-            queries = alive if masking == "outputs" else log_reach.exp() * alive  # (B, T) query weights
-            z = (token_scores(probs, queries, n_ref) - thresholds[i]) / temperature  # (B, T)
+            if scorers is None:
+                queries = alive if masking == "outputs" else log_reach.exp() * alive  # (B, T) query weights
+                scores = token_scores(probs, queries, n_ref)  # (B, T)
+            else:
+                scores = layout.pad(learned_scores(scorers.layers[i], a, n_ref))[..., 0]  # (B, T)
+            z = (scores - thresholds[i]) / temperature  # (B, T)
             mask = torch.sigmoid(z).masked_fill(is_cls, 1.0)
             masks.append(mask)
             if masking == "outputs":

@@ -16,7 +16,7 @@ from ltp_deploy.progress import progress_bar
 from ltp_deploy.training.batches import TrainData
 from ltp_deploy.training.budget import BudgetController, Lagrangian
 from ltp_deploy.training.settings import StageLog, TrainSettings
-from ltp_deploy.training.soft import Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
+from ltp_deploy.training.soft import LearnedScorers, Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the usual groups: no decay on biases and LayerNorm weights."""
@@ -89,8 +89,9 @@ def fit_dense(model: PrunedClassifier, data: TrainData, steps: int, lr: float, s
 
 def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: TrainData, steps: int,
                      settings: TrainSettings, regression: bool, rng: np.random.Generator,
-                     teacher: PrunedClassifier | None = None) -> StageLog:
-    """Stage 1: weights and thresholds under the soft masks (``soft.soft_forward``). The loss is the task loss
+                     teacher: PrunedClassifier | None = None, scorers: LearnedScorers | None = None) -> StageLog:
+    """Stage 1: weights and thresholds (and ``scorers``, at ``settings.scorer_lr``, for ``--scorer learned``) under
+    the soft masks (``soft.soft_forward``). The loss is the task loss
     (mixed with distillation from ``teacher`` when ``settings.soft_distill``) plus, under a budget
     (``settings.budget``), the ``Lagrangian`` of the batch's FLOPs (``settings.budget_counts``), else LTP's
     ``lambda * sum_l mean(mask_l)``. T and the budget's target follow ``_soft_schedule``."""
@@ -98,6 +99,8 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
     model.train()
     optimizers = [_adamw(model, settings.soft_lr, settings.weight_decay),
                   torch.optim.AdamW(thresholds.parameters(), lr=settings.threshold_lr, weight_decay=0.0)]
+    if scorers is not None:
+        optimizers.append(torch.optim.AdamW(scorers.parameters(), lr=settings.scorer_lr, weight_decay=0.0))
     lagrangian = Lagrangian(settings.budget) if settings.budget is not None else None
     if lagrangian is not None:
         optimizers.append(lagrangian.optimizer(settings.lagrangian_lr))
@@ -110,7 +113,7 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
         temperature, target = _soft_schedule(settings, next(done), steps)
         inputs = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
         logits, masks = soft_forward(model, thresholds(), thresholds.learned, *inputs, temperature, settings.n_ref,
-                                     settings.masking)
+                                     settings.masking, scorers)
         task = _task_loss(logits, b["labels"], regression)
         penalty = mask_penalty(masks, b["attention_mask"])
         logged = {"task_loss": float(task.detach()), "soft_kept": float(penalty.detach()) / max(1, masks.shape[1]),
@@ -129,8 +132,9 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
                       multipliers=lagrangian.multipliers.detach().numpy().copy())
         return task + lagrangian(ratio), logged
 
-    return _optimise("soft", steps, data.stream(settings.batch_size, rng), step_loss, optimizers,
-                     list(model.parameters()), settings.warmup)
+    clipped = list(model.parameters()) + (list(scorers.parameters()) if scorers is not None else [])
+    return _optimise("soft", steps, data.stream(settings.batch_size, rng), step_loss, optimizers, clipped,
+                     settings.warmup)
 
 
 def _soft_schedule(settings: TrainSettings, step: int, steps: int) -> tuple[float, float | None]:
