@@ -16,6 +16,7 @@ from ltp_deploy.commands import calibrate as calibrate_cmd
 from ltp_deploy.commands import check as check_cmd
 from ltp_deploy.commands import export as export_cmd
 from ltp_deploy.commands import inspect as inspect_cmd
+from ltp_deploy.commands import reproduce as reproduce_cmd
 from ltp_deploy.commands import serve as serve_cmd
 from ltp_deploy.commands import sweep as sweep_cmd
 from ltp_deploy.commands import train as train_cmd
@@ -36,6 +37,7 @@ app.command("calibrate", help=calibrate_cmd.HELP, epilog=calibrate_cmd.EXAMPLES)
 app.command("sweep", help=sweep_cmd.HELP, epilog=sweep_cmd.EXAMPLES)(sweep_cmd.sweep)
 app.command("check", help=check_cmd.HELP, epilog=check_cmd.EXAMPLES)(check_cmd.check)
 app.command("serve", help=serve_cmd.HELP, epilog=serve_cmd.EXAMPLES)(serve_cmd.serve)
+app.command("reproduce", help=reproduce_cmd.HELP, epilog=reproduce_cmd.EXAMPLES)(reproduce_cmd.reproduce)
 app.command("loadtest", help=serve_cmd.LOADTEST_HELP, epilog=serve_cmd.LOADTEST_EXAMPLES)(serve_cmd.loadtest)
 
 EXIT_USAGE = 2

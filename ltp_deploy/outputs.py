@@ -35,12 +35,14 @@ from ltp_deploy.errors import LtpDeployError
 
 # The file that marks a folder written by ltp-deploy, per kind of folder output.
 FOLDER_MARKERS = {"export": "ltp_deploy_export.json", "checkpoint": "ltp_deploy.json"}
-FILE_KINDS = ("report", "plot", "junit")
+FILE_KINDS = ("report", "plot", "junit", "markdown")
 PNG_SOFTWARE = "ltp-deploy"  # the PNG text chunk that marks our plots
 JUNIT_SUITE = "ltp-deploy check"
-_SUFFIX = {"report": "json", "plot": "png", "junit": "xml"}
+MARKDOWN_MARK = "<!-- written by ltp-deploy -->"  # the first line of our Markdown tables
+_SUFFIX = {"report": "json", "plot": "png", "junit": "xml", "markdown": "md"}
 _WHAT = {"export": "export folder", "checkpoint": "checkpoint folder", "report": "JSON report", "plot": "PNG plot",
-         "junit": "JUnit report"}
+         "junit": "JUnit report",
+         "markdown": "Markdown table"}
 
 
 def check_output(path: str | Path, kind: str, *, inputs: Iterable[str | Path | None] = (), overwrite: bool = False,
@@ -128,6 +130,9 @@ def written_by_ltp_deploy(path: str | Path, kind: str) -> bool:
         if kind == "report":
             data = json.loads(path.read_text(encoding="utf-8"))
             return isinstance(data, dict) and str(data.get("kind", "")).startswith("ltp-deploy-")
+        if kind == "markdown":
+            with open(path, encoding="utf-8") as f:
+                return f.readline().strip() == MARKDOWN_MARK
         if kind == "plot":
             from PIL import Image
 
