@@ -119,3 +119,20 @@ def test_bad_options_are_one_sentence(args, words, tmp_path):
     assert proc.returncode == 2
     assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_an_output_counts_only_after_its_command_ran_to_the_end(tmp_path):
+    """A report left by another command, or by a run that was cut off or failed, is not skipped on a rerun."""
+    from ltp_deploy.claims.steps import Step
+
+    report = tmp_path / "check.json"
+    report.write_text(json.dumps({"kind": "ltp-deploy-check"}))
+    step = Step("t/check", ["ltp-deploy", "check", "x"], report, report_kind="ltp-deploy-check",
+                log=tmp_path / "check.log")
+    for log, complete in [("", False), ("$ ltp-deploy check x\nrunning\n", False),
+                          ("$ ltp-deploy check y\n# exit 0\n", False), ("$ ltp-deploy check x\n# exit 2\n", False),
+                          ("$ ltp-deploy check x\n...\n# exit 0\n", True), ("$ ltp-deploy check x\n# exit 1\n", True)]:
+        step.log.write_text(log)
+        assert step.complete() is complete, log
+    report.write_text("{")  # a torn report
+    assert not step.complete()

@@ -41,7 +41,7 @@ class Step:
     marker: str | None = None  # the file inside a folder output that marks it complete
     env: dict[str, str] = field(default_factory=dict)
     force: bool = False  # run even when complete (reproduce --rebench: time again)
-    log: Path | None = None  # OUT/logs/<name>.log, set by run_steps; its first line is the command
+    log: Path | None = None  # OUT/logs/<name>.log, set by run_steps: "$ command", the output, "# exit N"
     status: str = "pending"
     seconds: float = 0.0
     message: str = ""
@@ -54,7 +54,7 @@ class Step:
     def complete(self) -> bool:
         """Whether the output is there, whole, of the right kind and made by this same command (what a rerun
         skips on: a changed option runs the step again)."""
-        if self.log is not None and _first_line(self.log) != f"$ {self.command}":
+        if self.log is not None and not _ran_to_the_end(self.log, f"$ {self.command}"):
             return False
         if self.report_kind is not None:
             return read_report(self.output, self.report_kind) is not None
@@ -116,6 +116,7 @@ def _run(step: Step) -> None:
             code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
         except OSError as e:
             code, step.message = 127, f"{argv[0]} could not start: {e}"
+        out.write(f"\n# exit {code}\n")
     step.seconds = time.perf_counter() - start
     if code == 0 and step.complete():
         step.status = "done"
@@ -126,15 +127,18 @@ def _run(step: Step) -> None:
         step.message = step.message or f"exit {code}: {_last_line(log_file)} (log: {log_file})"
 
 
-def _first_line(path: Path) -> str | None:
+def _ran_to_the_end(log: Path, header: str) -> bool:
+    """Whether ``log`` records this command (its first line) run to an exit of 0, or 1 (check's failed gate):
+    an output left by an earlier command, or by a run that failed or was cut off, does not count."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.readline().rstrip("\n")
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
     except OSError:
-        return None
+        return False
+    return bool(lines) and lines[0] == header and lines[-1] in ("# exit 0", f"# exit {GATE_FAILED_EXIT}")
 
 
 def _last_line(path: Path, starting: str = "") -> str:
     lines = [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("# exit ")]
     chosen = [ln for ln in lines if ln.startswith(starting)] if starting else lines
     return (chosen or lines or [""])[-1][:300]

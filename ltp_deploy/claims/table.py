@@ -106,8 +106,8 @@ def _task_rows(s: ClaimsSettings, task: str, steps: dict[str, Step]) -> list[dic
                 related = [st for n, st in steps.items()
                            if n in (f"{task}/export/{name}", f"{task}/check/{name}")
                            or n.startswith(f"{task}/bench/{name}-vs-")]
+                check = read_report(d / f"check-{name}.json")
                 for b in s.batch_sizes:
-                    check = read_report(d / f"check-{name}.json")
                     rows.append(_row(task, kind, runtime, precision, b, metric_dense, check, timed, vs_dense,
                                      vs_optimum, related))
     return rows
