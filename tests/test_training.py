@@ -78,7 +78,7 @@ def test_stage_steps():
 
 
 def test_task_recipes_fill_what_is_not_given():
-    """IMDB has its own defaults (long reviews on 2 cores); GLUE tasks keep the SST-2 recipe; given options win."""
+    """IMDB and MRPC have their own defaults; other GLUE tasks keep the SST-2 recipe; given options win."""
     from ltp_deploy.training.recipes import RECIPES
 
     imdb = TrainSettings(model="m", task="imdb", output="o").resolved()
@@ -90,6 +90,9 @@ def test_task_recipes_fill_what_is_not_given():
     sst2 = TrainSettings(model="m", task="sst2", output="o").resolved()
     assert (sst2.batch_size, sst2.max_examples, sst2.threshold_lr, sst2.budget) == (32, None, 1e-4, DEFAULT_TARGET)
     assert (sst2.soft_steps, sst2.hard_steps, sst2.dense_epochs) == (400, 1000, 1.0)
+    mrpc = TrainSettings(model="m", task="mrpc", output="o").resolved()
+    assert mrpc.dense_epochs == RECIPES["mrpc"].stages["dense"][0] != sst2.dense_epochs
+    assert TrainSettings(model="m", task="mrpc", output="o", dense_epochs=1.0).resolved().dense_epochs == 1.0
     given = TrainSettings(model="m", task="imdb", output="o", batch_size=8, soft_epochs=0.5, lambda_=0.05,
                           max_examples=100).resolved()
     assert (given.batch_size, given.soft_epochs, given.soft_steps, given.max_examples) == (8, 0.5, None, 100)

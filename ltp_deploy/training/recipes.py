@@ -35,6 +35,9 @@ RECIPES: dict[str, Recipe] = {
     "imdb": Recipe(batch_size=16, max_examples=3000,
                    stages={"dense": (1.0, None), "soft": (None, 100), "hard": (None, 300)},
                    target=3.0, threshold_lr=4e-4, budget_examples=500),
+    # MRPC's 3,668 pairs: one dense epoch (115 steps) left the loss flat (0.694 -> 0.705) and dev at 70.83%, near
+    # the majority class; three epochs reach 78.19% (and the 2x budget 78.68%, measured with these defaults).
+    "mrpc": Recipe(stages={"dense": (3.0, None), "soft": (None, 400), "hard": (None, 1000)}),
 }
 
 
