@@ -65,6 +65,7 @@ def reproduce(
 ) -> None:
     from ltp_deploy.claims import ClaimsSettings, claims_report, markdown, plan, plot_claims, run_steps
     from ltp_deploy.claims.steps import read_report
+    from ltp_deploy.commands.bench import parse_batch_sizes
     from ltp_deploy.outputs import check_outputs, write_json, write_text
     from ltp_deploy.progress import progress_bar
 
@@ -73,7 +74,7 @@ def reproduce(
         dense=_pairs(dense_checkpoints, "--dense-checkpoints"),
         train_model=_train_model(model) if train else None, train_args=tuple(shlex.split(train_args)),
         runtimes=_choices(runtimes, "--runtimes", ("onnxruntime", "openvino")),
-        precisions=_choices(precisions, "--precisions", ("fp32", "int8")), batch_sizes=_sizes(batch_size),
+        precisions=_choices(precisions, "--precisions", ("fp32", "int8")), batch_sizes=parse_batch_sizes(batch_size),
         threads=_positive(threads, "--threads"), warmup=max(0, warmup),
         max_examples=None if max_examples is None else _positive(max_examples, "--max-examples"),
         min_metric=min_metric, optimum_cli=_optimum_cli(optimum_cli), rebench=rebench)
@@ -149,18 +150,6 @@ def _choices(value: str, option: str, allowed: tuple[str, ...]) -> tuple[str, ..
     if not chosen or wrong:
         raise LtpDeployError(f"{option} {value!r}: choose from {', '.join(allowed)} (comma-separated).")
     return chosen
-
-
-def _sizes(value: str) -> tuple[int, ...]:
-    from ltp_deploy.errors import LtpDeployError
-
-    try:
-        sizes = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or min(sizes) < 1:
-        raise LtpDeployError(f"--batch-size {value!r}: give positive integers, comma-separated, e.g. 1,32.")
-    return sizes
 
 
 def _positive(value: int, option: str) -> int:
