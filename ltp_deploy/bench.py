@@ -49,6 +49,7 @@ from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes import BACKENDS, DEVICES
 
 SCHEMA_VERSION = 1
+KIND = "ltp-deploy-bench"
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 DEFAULT_TASK = "sst2"
 ORDERS = ("dataset", "length")  # batch order: the data's own (default), or length-sorted
@@ -548,7 +549,7 @@ def _report(s: BenchSettings, work: Workload, models: list[_Loaded], results: li
     lengths = work.lengths
     return {
         "schema_version": SCHEMA_VERSION,
-        "kind": "ltp-deploy-bench",
+        "kind": KIND,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
             "device": s.device, "backend": s.backend, "batch_sizes": list(s.batch_sizes), "warmup": s.warmup,

@@ -112,6 +112,7 @@ def test_failed_check_is_shown_failed(claims):
     (["--checkpoints", "sst2=/no/such/ckpt"], "does not exist"),
     (["--runtimes", "tensorrt", "--checkpoints", "sst2=."], "choose from onnxruntime, openvino"),
     (["--tasks", "sst2"], "--tasks is for --train"),
+    (["--warmup", "-1", "--checkpoints", "sst2=."], "--warmup -1: give an integer of at least 0"),
     ([], "No task to reproduce"),
 ])
 def test_bad_options_are_one_sentence(args, words, tmp_path):

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ltp_deploy.bench import KIND as BENCH_KIND
+from ltp_deploy.check import KIND as CHECK_KIND
 from ltp_deploy.claims.steps import Step, ltp_deploy
 
 TARGETS = {"onnxruntime": "onnx", "openvino": "openvino"}  # runtime -> export target
@@ -111,7 +113,7 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
     if s.min_metric is not None:
         check_args += ["--min-metric", str(s.min_metric)]
     steps = [export, Step(f"{task}/check/{name}", ltp_deploy(*check_args), d / f"check-{name}.json",
-                          needs=[export.name], report_kind="ltp-deploy-check")]
+                          needs=[export.name], report_kind=CHECK_KIND)]
     others = [graph_name("dense", runtime, precision)] if kind == "pruned" else []
     if s.optimum_cli:
         others.append("optimum")
@@ -122,5 +124,5 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
                  ",".join(map(str, s.batch_sizes)), "--threads", str(s.threads), "--warmup", str(s.warmup),
                  *slice_args, "--json", out, "--overwrite"]
         steps.append(Step(f"{task}/bench/{name}-vs-{other}", ltp_deploy(*bench), out,
-                          needs=[export.name, other_step], report_kind="ltp-deploy-bench", force=s.rebench))
+                          needs=[export.name, other_step], report_kind=BENCH_KIND, force=s.rebench))
     return steps

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ltp_deploy.check import KIND as CHECK_KIND
+
 STATUSES = ("done", "skipped", "gate-failed", "failed", "blocked")
 GATE_FAILED_EXIT = 1  # check's exit code when it wrote its report and a gate failed
 
@@ -120,7 +122,7 @@ def _run(step: Step) -> None:
     step.seconds = time.perf_counter() - start
     if code == 0 and step.complete():
         step.status = "done"
-    elif code == GATE_FAILED_EXIT and step.report_kind == "ltp-deploy-check" and step.complete():
+    elif code == GATE_FAILED_EXIT and step.report_kind == CHECK_KIND and step.complete():
         step.status, step.message = "gate-failed", _last_line(log_file, "FAIL")
     else:
         step.status = "failed"

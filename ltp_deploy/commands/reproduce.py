@@ -64,7 +64,9 @@ def reproduce(
     overwrite: Overwrite = False,
 ) -> None:
     from ltp_deploy.claims import ClaimsSettings, claims_report, markdown, plan, plot_claims, run_steps
+    from ltp_deploy.claims.plan import PRECISIONS, TARGETS
     from ltp_deploy.claims.steps import read_report
+    from ltp_deploy.claims.table import KIND as CLAIMS_KIND
     from ltp_deploy.commands.bench import parse_batch_sizes
     from ltp_deploy.outputs import check_outputs, write_json, write_text
     from ltp_deploy.progress import progress_bar
@@ -73,10 +75,10 @@ def reproduce(
         out=out, checkpoints=_checkpoints(checkpoints, train, tasks),
         dense=_pairs(dense_checkpoints, "--dense-checkpoints"),
         train_model=_train_model(model) if train else None, train_args=tuple(shlex.split(train_args)),
-        runtimes=_choices(runtimes, "--runtimes", ("onnxruntime", "openvino")),
-        precisions=_choices(precisions, "--precisions", ("fp32", "int8")), batch_sizes=parse_batch_sizes(batch_size),
-        threads=_positive(threads, "--threads"), warmup=max(0, warmup),
-        max_examples=None if max_examples is None else _positive(max_examples, "--max-examples"),
+        runtimes=_choices(runtimes, "--runtimes", tuple(TARGETS)),
+        precisions=_choices(precisions, "--precisions", PRECISIONS), batch_sizes=parse_batch_sizes(batch_size),
+        threads=_at_least(threads, "--threads", 1), warmup=_at_least(warmup, "--warmup", 0),
+        max_examples=None if max_examples is None else _at_least(max_examples, "--max-examples", 1),
         min_metric=min_metric, optimum_cli=_optimum_cli(optimum_cli), rebench=rebench)
     files = {"json": out / "claims.json", "md": out / "claims.md", "speed": out / "speedup-vs-flops.png",
              "accuracy": out / "metric-vs-speedup.png"}
@@ -85,7 +87,7 @@ def reproduce(
     check_outputs([(files["json"], "report", "--out"), (files["md"], "markdown", "--out"),
                    (files["speed"], "plot", "--out"), (files["accuracy"], "plot", "--out")], **rules)
     steps = plan(settings)
-    previous = read_report(files["json"], "ltp-deploy-claims")
+    previous = read_report(files["json"], CLAIMS_KIND)
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if settings.optimum_cli is None:
         log("no optimum-cli found: the Optimum columns stay empty (install the optimum extra in its own venv, "
@@ -152,11 +154,11 @@ def _choices(value: str, option: str, allowed: tuple[str, ...]) -> tuple[str, ..
     return chosen
 
 
-def _positive(value: int, option: str) -> int:
+def _at_least(value: int, option: str, least: int) -> int:
     from ltp_deploy.errors import LtpDeployError
 
-    if value < 1:
-        raise LtpDeployError(f"{option} {value}: give a positive integer.")
+    if value < least:
+        raise LtpDeployError(f"{option} {value}: give an integer of at least {least}.")
     return value
 
 
