@@ -32,6 +32,9 @@ VARIANTS = {
     "long-hard": ("stage 2 three times as long (3000 steps)", ["--hard-steps", "3000"]),
     "long-soft": ("stage 1 three times as long (1200 steps, warm-up 0.25)",
                   ["--soft-steps", "1200", "--budget-warmup", "0.25"]),
+    "rank-distill": ("stage 1 adds ToP's ranking distillation: each pruning layer's scores learn the dense model's "
+                     "last-layer importance (--rank-distill 1)", ["--rank-distill", "1.0"]),
+    "rank-distill-0.1": ("the same at a tenth of the weight (--rank-distill 0.1)", ["--rank-distill", "0.1"]),
     "learned-scorer": ("the score is a learned linear scorer per layer on the attention block's output (--scorer "
                        "learned), not the attention each token receives", ["--scorer", "learned"]),
     "previous-default": ("the previous default: LTP's masking, expected FLOPs, fixed T, no warm-up, 200 soft steps",

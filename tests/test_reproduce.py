@@ -137,3 +137,66 @@ def test_an_output_counts_only_after_its_command_ran_to_the_end(tmp_path):
         assert step.complete() is complete, log
     report.write_text("{")  # a torn report
     assert not step.complete()
+
+
+def test_a_changed_source_or_a_remade_input_runs_the_step_again(tmp_path):
+    """A retrained checkpoint (newer than the step's log) makes its export stale, and a step whose input was
+    remade in this run runs again, even though its own output and log are complete."""
+    import sys
+
+    from ltp_deploy.claims.steps import Step, run_steps
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "model.safetensors").write_text("weights")
+
+    def writer(name):
+        out = tmp_path / name
+        return Step(name, [sys.executable, "-c", f"open({str(out)!r}, 'w').write('x')"], out, sources=[ckpt])
+
+    first = [writer("export"), writer("bench")]
+    first[1].needs = ["export"]
+    run_steps(first, tmp_path / "logs", log=lambda line: None)
+    assert [s.status for s in first] == ["done", "done"]
+    again = [writer("export"), writer("bench")]
+    again[1].needs = ["export"]
+    run_steps(again, tmp_path / "logs", log=lambda line: None)
+    assert [s.status for s in again] == ["skipped", "skipped"]
+    earlier = (ckpt / "model.safetensors").stat().st_mtime - 10
+    os.utime(tmp_path / "logs" / "export.log", (earlier, earlier))  # the checkpoint was retrained since
+    export = writer("export")
+    retrained = [export, Step("bench", again[1].argv, tmp_path / "bench", needs=["export"])]  # no sources itself
+    run_steps(retrained, tmp_path / "logs", log=lambda line: None)
+    assert [s.status for s in retrained] == ["done", "done"]
+    broken = [Step("export", [sys.executable, "-c", "raise SystemExit(2)"], tmp_path / "none"),
+              Step("bench", again[1].argv, tmp_path / "bench", needs=["export"])]  # its output is still there
+    run_steps(broken, tmp_path / "logs", log=lambda line: None)
+    assert [s.status for s in broken] == ["failed", "blocked"]
+
+
+def test_a_failed_export_never_shows_an_earlier_runs_figures(claims):
+    """When a graph's export fails on a rerun, the reports an earlier run left for it are stale: its rows show no
+    figures and name the failure."""
+    from pathlib import Path
+
+    from ltp_deploy.claims.plan import ClaimsSettings, plan
+    from ltp_deploy.claims.table import claims_report
+
+    proc, out, options = claims
+    assert proc.returncode == 0
+    assert (out / "sst2" / "check-pruned-onnx.json").is_file()  # what the earlier run left
+    ckpt = Path(options[options.index("--checkpoints") + 1].split("=", 1)[1])
+    settings = ClaimsSettings(out=out, checkpoints={"sst2": ckpt}, runtimes=("onnxruntime",), precisions=("fp32",),
+                              batch_sizes=BATCHES)
+    steps = plan(settings)
+    for st in steps:
+        if st.name == "sst2/export/pruned-onnx":
+            st.status = "failed"
+        elif st.name.startswith(("sst2/check/pruned-onnx", "sst2/bench/pruned-onnx")):
+            st.status = "blocked"
+    rows = claims_report(settings, steps, "reproduce")["rows"]
+    pruned = [r for r in rows if r["graph"] == "pruned"]
+    assert pruned and all(r["metric_graph"] is None and r["speedup_vs_dense"] is None and r["p50_ms"] is None
+                          and "sst2/export/pruned-onnx failed" in r["status"] for r in pruned)
+    dense = [r for r in rows if r["graph"] == "dense"]
+    assert all(r["metric_graph"] is not None and r["status"] == "ok" for r in dense)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ltp_deploy.calibration.evaluate import EncodedData, evaluate
+from ltp_deploy.calibration.evaluate import EncodedData, evaluate, predict
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
 from ltp_deploy.data import load_glue
 from ltp_deploy.reference import hf_twin, learned_scorers, masked_reference
@@ -23,6 +23,9 @@ from ltp_deploy.flops import flops_reduction
 from ltp_deploy.training import (
     DEFAULT_TARGET,
     BudgetController,
+    drop_idle_pruners,
+    final_importance,
+    importance_loss,
     Lagrangian,
     LearnedScorers,
     Thresholds,
@@ -78,7 +81,7 @@ def test_stage_steps():
 
 
 def test_task_recipes_fill_what_is_not_given():
-    """IMDB and MRPC have their own defaults; other GLUE tasks keep the SST-2 recipe; given options win."""
+    """IMDB, MRPC and STS-B have their own defaults; other GLUE tasks keep the SST-2 recipe; given options win."""
     from ltp_deploy.training.recipes import RECIPES
 
     imdb = TrainSettings(model="m", task="imdb", output="o").resolved()
@@ -93,6 +96,8 @@ def test_task_recipes_fill_what_is_not_given():
     mrpc = TrainSettings(model="m", task="mrpc", output="o").resolved()
     assert mrpc.dense_epochs == RECIPES["mrpc"].stages["dense"][0] != sst2.dense_epochs
     assert TrainSettings(model="m", task="mrpc", output="o", dense_epochs=1.0).resolved().dense_epochs == 1.0
+    stsb = TrainSettings(model="m", task="stsb", output="o").resolved()
+    assert stsb.dense_epochs == RECIPES["stsb"].stages["dense"][0]
     given = TrainSettings(model="m", task="imdb", output="o", batch_size=8, soft_epochs=0.5, lambda_=0.05,
                           max_examples=100).resolved()
     assert (given.batch_size, given.soft_epochs, given.soft_steps, given.max_examples) == (8, 0.5, None, 100)
@@ -288,6 +293,23 @@ def test_meet_budget_scales_every_threshold_to_the_target(small_bert, sst2_small
     assert lower["scale"] < 1 and before <= evaluate(model, dev).flops_reduction <= before * 1.02
 
 
+def test_idle_pruners_are_zeroed_and_the_decisions_stay(small_bert, sst2_small):
+    dev = EncodedData.build(small_bert[1], sst2_small[1], 64)
+    model = _threshold_model(small_bert, (0.0, 0.004, 1e-9, 0.008))  # layer 2: the 1e-5 floor, drops ~nothing
+    logits, kept = predict(model, dev)
+    slim, idle = drop_idle_pruners(model, dev)
+    before = np.concatenate([dev.lengths[:, None], kept[:, :-1]], axis=1)
+    dropping = [i for i in (1, 2, 3) if (kept[:, i] < before[:, i]).any()]
+    assert idle == [i for i in (1, 2, 3) if i not in dropping] and 2 in idle and 1 in dropping
+    assert [slim.spec.thresholds[i] == 0.0 for i in range(4)] == [i == 0 or i in idle for i in range(4)]
+    assert slim.spec.source["idle_layers_zeroed"] == idle
+    assert all(slim.backbone.encoder.layer[i].pruner is None for i in idle)
+    slim_logits, slim_kept = predict(slim, dev)
+    assert np.array_equal(slim_kept, kept) and np.allclose(slim_logits, logits, atol=1e-5)
+    again, none = drop_idle_pruners(slim, dev)
+    assert none == [] and again is slim
+
+
 def test_budget_controller_moves_the_running_reduction_to_the_target(small_bert, sst2_small):
     data = TrainData.build(small_bert[1], sst2_small[0], 64)
     model = _threshold_model(small_bert).eval()
@@ -328,6 +350,57 @@ def test_budget_warmup_raises_the_target_from_one_to_the_budget(small_bert, sst2
     targets = [h["target"] for h in log.history]
     assert targets == sorted(targets) and 1.0 < targets[0] < 1.3  # climbs from near 1x ...
     assert targets[-1] == pytest.approx(2.5) and targets[len(targets) // 2] == pytest.approx(2.5)  # ... to 2.5x by half
+
+
+def test_final_importance_is_the_last_layers_attention_in_transformers(small_bert, sst2_small):
+    model = load_checkpoint(small_bert[0].path).model.eval()
+    batch = TrainData.build(small_bert[1], sst2_small[0], 64).batch(np.arange(8))
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    got = final_importance(model, *inputs, n_ref=128)
+    with torch.no_grad():  # independent: transformers' own attention probabilities, LTP's column sums by hand
+        probs = hf_twin(model)(*inputs, output_attentions=True).attentions[-1].double()  # (B, H, T, T)
+    alive = batch["attention_mask"].double()
+    want = (probs * alive[:, None, :, None]).sum(dim=(1, 2)) / (probs.shape[1] * 128)
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(got.double()[real], want[real], atol=1e-5)
+
+
+def test_importance_loss_is_the_listwise_kl_without_cls_and_padding():
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
+    target = torch.tensor([[9.0, 1.0, 2.0, 1.0, 5.0], [7.0, 3.0, 1.0, 8.0, 8.0]])
+    student = torch.tensor([[0.1, 2.0, 1.0, 1.0, 0.3], [3.0, 1.0, 1.0, 2.0, 4.0]], requires_grad=True)
+
+    def kl(t, s):  # by hand, over the real tokens after CLS
+        p, q = np.asarray(t) / np.sum(t), np.asarray(s) / np.sum(s)
+        return float(np.sum(p * np.log(p / q)))
+
+    want = (kl([1, 2, 1], [2, 1, 1]) + kl([3, 1], [1, 1])) / 2
+    loss = importance_loss([student], target, mask)
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-5)
+    loss.backward()
+    assert student.grad[:, 0].abs().sum() == 0 and student.grad[0, 4] == 0 and student.grad[1, 3:].abs().sum() == 0
+    same = importance_loss([3.0 * target, target], target, mask)  # any positive scale of the target: no loss
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rank_distillation_pulls_early_scores_towards_the_last_layers(small_bert, sst2_small, monkeypatch, capsys,
+                                                                    tmp_path):
+    data = TrainData.build(small_bert[1], sst2_small[0], 64)
+    teacher = load_checkpoint(small_bert[0].path).model.eval()
+    first = {}
+    for weight in (0.0, 5.0):
+        model = load_checkpoint(small_bert[0].path).model
+        settings = TrainSettings(model="unused", task="sst2", output="unused", rank_distill=weight, soft_lr=2e-4,
+                                 warmup=0.0)
+        torch.manual_seed(0)
+        log = learn_thresholds(model, Thresholds(model.config.num_layers, 0.0, False), data, 24, settings, False,
+                               np.random.default_rng(0), teacher)
+        assert ("rank_loss" in log.history[-1]) == (weight > 0)
+        if weight:
+            assert log.history[-1]["rank_loss"] < 0.7 * log.history[0]["rank_loss"]
+    code, _, stderr = cli(monkeypatch, capsys, "train", "--model", small_bert[0].path, "--task", "sst2", "-o",
+                          tmp_path / "out", "--rank-distill", "-1")
+    assert code != 0 and "--rank-distill must be zero or more" in stderr and not (tmp_path / "out").exists()
 
 
 def test_soft_distillation_pulls_stage_one_towards_the_teacher(small_bert, sst2_small):
@@ -467,7 +540,8 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
                                "--threshold-lr", 2e-4)
     assert code == 0, stderr
     assert f"wrote {out}" in stdout and "FLOPs reduction" in stdout
-    assert [line.split(":")[0] for line in stderr.strip().splitlines()] == ["dense", "soft", "budget", "hard"]
+    stages = [line.split(":")[0] for line in stderr.strip().splitlines()]
+    assert stages in (["dense", "soft", "budget", "hard"], ["dense", "soft", "budget", "idle pruners", "hard"])
 
     ckpt = load_checkpoint(out)
     assert not ckpt.head_initialized and ckpt.spec.mode == "absolute_threshold"
@@ -479,6 +553,8 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
     assert len(meta["dev"]["mean_kept_per_layer"]) == 6 and meta["dev"]["flops_reduction"] >= 1.0
     assert 0.0 <= meta["dense"]["dev"]["value"] <= 1.0 and meta["thresholds"] == list(ckpt.spec.thresholds)
     assert [s["name"] for s in meta["stages"]] == ["dense", "soft", "hard"]
+    assert ("idle pruners" in stages) == bool(meta["idle_layers_zeroed"])
+    assert all(ckpt.spec.thresholds[i] == 0.0 for i in meta["idle_layers_zeroed"])
     # The default budget, 2x, is met on the dev inputs the report is measured on.
     assert meta["budget"]["target"] == 2.0 and meta["dev"]["flops_reduction"] == pytest.approx(meta["budget"]["reached"])
     assert meta["dev"]["flops_reduction"] >= 2.0 and ckpt.spec.source["target_flops_reduction"] == 2.0

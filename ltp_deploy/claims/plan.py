@@ -87,7 +87,8 @@ def _task_steps(s: ClaimsSettings, task: str) -> list[Step]:
     if s.optimum_cli:
         steps.append(Step(f"{task}/optimum", [s.optimum_cli, "export", "onnx", "--model", str(dense_ckpt), "--task",
                                               "text-classification", str(d / "optimum")],
-                          d / "optimum" / "model.onnx", needs=trained, env={"HF_HUB_OFFLINE": "1"}))
+                          d / "optimum" / "model.onnx", needs=trained, env={"HF_HUB_OFFLINE": "1"},
+                          sources=[dense_ckpt]))
     for runtime in s.runtimes:
         for precision in s.precisions:
             for kind in ("dense", "pruned"):  # the dense graph first: the pruned one is timed against it
@@ -106,14 +107,14 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
     if precision == "int8":
         args += ["--precision", "int8", *(DENSE_INT8_ARGS if kind == "dense" else ())]
     export = Step(f"{task}/export/{name}", ltp_deploy(*args), d / name, needs=trained,
-                  marker="ltp_deploy_export.json")
+                  marker="ltp_deploy_export.json", sources=[source])
     check_args = ["check", d / name, "--task", task, *slice_args, "--json", d / f"check-{name}.json", "--overwrite"]
     if kind == "pruned":
         check_args += ["--reference", ckpt]
     if s.min_metric is not None:
         check_args += ["--min-metric", str(s.min_metric)]
     steps = [export, Step(f"{task}/check/{name}", ltp_deploy(*check_args), d / f"check-{name}.json",
-                          needs=[export.name], report_kind=CHECK_KIND)]
+                          needs=[export.name], report_kind=CHECK_KIND, sources=[ckpt] if kind == "pruned" else [])]
     others = [graph_name("dense", runtime, precision)] if kind == "pruned" else []
     if s.optimum_cli:
         others.append("optimum")

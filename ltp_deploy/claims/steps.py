@@ -4,7 +4,9 @@ A step is a command line (``ltp-deploy export ...``, ``check``, ``bench``, ``opt
 run as a child process, so every figure comes from the same command a user types, in a fresh process (no
 runtime state shared between timings). Its log goes to ``OUT/logs/<name>.log``. Outcomes:
 
-* ``done``: it ran and exited 0; ``skipped``: its outputs were already complete and valid (resuming);
+* ``done``: it ran and exited 0; ``skipped``: its outputs were already complete and valid (resuming): made by the
+  same command, after the last change to its ``sources`` (the checkpoints it reads), from inputs that were not
+  remade in this run;
 * ``gate-failed``: ``check`` wrote its report but a gate failed (exit 1): shown as failed in the table;
 * ``failed``: it exited non-zero without its outputs (the log's last line says why);
 * ``blocked``: a step it needs did not produce its outputs.
@@ -42,6 +44,7 @@ class Step:
     report_kind: str | None = None  # a JSON report of this kind (None: a folder or graph)
     marker: str | None = None  # the file inside a folder output that marks it complete
     env: dict[str, str] = field(default_factory=dict)
+    sources: list[Path] = field(default_factory=list)  # input folders/files: a change after the run makes it stale
     force: bool = False  # run even when complete (reproduce --rebench: time again)
     log: Path | None = None  # OUT/logs/<name>.log, set by run_steps: "$ command", the output, "# exit N"
     status: str = "pending"
@@ -54,9 +57,11 @@ class Step:
         return (prefix + " " if prefix else "") + shlex.join(self.argv)
 
     def complete(self) -> bool:
-        """Whether the output is there, whole, of the right kind and made by this same command (what a rerun
-        skips on: a changed option runs the step again)."""
+        """Whether the output is there, whole, of the right kind and made by this same command from the sources
+        as they are now (what a rerun skips on: a changed option, or a retrained checkpoint, runs the step again)."""
         if self.log is not None and not _ran_to_the_end(self.log, f"$ {self.command}"):
+            return False
+        if self.log is not None and _newest_mtime(self.sources) > self.log.stat().st_mtime:
             return False
         if self.report_kind is not None:
             return read_report(self.output, self.report_kind) is not None
@@ -91,10 +96,11 @@ def run_steps(steps: list[Step], logs: Path, log=print, advance=lambda n=1, desc
     for i, step in enumerate(steps, 1):
         step.log = logs / f"{step.name}.log"
         blockers = [n for n in step.needs if by_name[n].status not in ("done", "skipped", "gate-failed")]
-        if step.complete() and not step.force:
-            step.status = "skipped"
-        elif blockers:
+        redone = any(by_name[n].status in ("done", "gate-failed") for n in step.needs)  # its inputs are new
+        if blockers:  # even when an earlier run left its output: that output measured another input
             step.status, step.message = "blocked", f"needs {', '.join(blockers)}"
+        elif step.complete() and not step.force and not redone:
+            step.status = "skipped"
         else:
             _run(step)
         log(f"[{i}/{len(steps)}] {step.name}: {step.status}"
@@ -137,6 +143,15 @@ def _ran_to_the_end(log: Path, header: str) -> bool:
     except OSError:
         return False
     return bool(lines) and lines[0] == header and lines[-1] in ("# exit 0", f"# exit {GATE_FAILED_EXIT}")
+
+
+def _newest_mtime(paths: list[Path]) -> float:
+    """The latest modification time of the files in ``paths`` (a folder counts its direct files); 0 for none."""
+    times = [0.0]
+    for path in paths:
+        files = [f for f in path.iterdir() if f.is_file()] if path.is_dir() else [path] if path.is_file() else []
+        times += [f.stat().st_mtime for f in files]
+    return max(times)
 
 
 def _last_line(path: Path, starting: str = "") -> str:

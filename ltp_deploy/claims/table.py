@@ -89,24 +89,33 @@ def claims_report(s: ClaimsSettings, steps: list[Step], command: str, previous: 
 
 def _task_rows(s: ClaimsSettings, task: str, steps: dict[str, Step]) -> list[dict]:
     d = s.task_dir(task)
+
+    def report(kind: str, name: str) -> dict | None:
+        """The report of step TASK/KIND/NAME, unless that step failed or was blocked in this run: a report left
+        by an earlier run is then stale (the graph it measured is not the one this run asked for)."""
+        step = steps.get(f"{task}/{kind}/{name}")
+        if step is not None and step.status in ("failed", "blocked"):
+            return None
+        return read_report(d / f"{kind}-{name}.json")
+
     fp32 = "fp32" in s.precisions
-    dense_check = read_report(d / f"check-{graph_name('dense', s.runtimes[0], 'fp32')}.json") if fp32 else None
+    dense_check = report("check", graph_name("dense", s.runtimes[0], "fp32")) if fp32 else None
     metric_dense = dense_check["results"]["graph"]["value"] if dense_check else None
     rows = []
     for runtime in s.runtimes:
         for precision in s.precisions:
             dense = graph_name("dense", runtime, precision)
-            pruned_vs_dense = read_report(d / f"bench-{graph_name('pruned', runtime, precision)}-vs-{dense}.json")
+            pruned_vs_dense = report("bench", f"{graph_name('pruned', runtime, precision)}-vs-{dense}")
             for kind in ("pruned", "dense"):
                 name = graph_name(kind, runtime, precision)
                 vs_dense = pruned_vs_dense if kind == "pruned" else None
-                vs_optimum = read_report(d / f"bench-{name}-vs-optimum.json")
+                vs_optimum = report("bench", f"{name}-vs-optimum")
                 # where this graph was timed: as MODEL of its own bench, or (dense) as OTHER of the pruned one's
                 timed = (vs_dense or vs_optimum, "model") if vs_dense or vs_optimum else (pruned_vs_dense, "other")
                 related = [st for n, st in steps.items()
                            if n in (f"{task}/export/{name}", f"{task}/check/{name}")
                            or n.startswith(f"{task}/bench/{name}-vs-")]
-                check = read_report(d / f"check-{name}.json")
+                check = report("check", name)
                 for b in s.batch_sizes:
                     rows.append(_row(task, kind, runtime, precision, b, metric_dense, check, timed, vs_dense,
                                      vs_optimum, related))

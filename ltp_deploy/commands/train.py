@@ -50,7 +50,7 @@ def train(
         "--batch-size", "-b", help="Examples per step (default: the task's, 32; IMDB 16).", rich_help_panel=_T)] = None,
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=_T)] = 0,
     dense_epochs: Annotated[Optional[float], typer.Option(
-        "--dense-epochs", help="Stage-0 epochs (default: 1 epoch).", rich_help_panel=_T)] = None,
+        "--dense-epochs", help="Stage-0 epochs (default: 1 epoch; MRPC and STS-B 3).", rich_help_panel=_T)] = None,
     dense_steps: Annotated[Optional[int], typer.Option(
         "--dense-steps", help="Stage-0 steps (overrides --dense-epochs; 0 skips).", rich_help_panel=_T)] = None,
     dense_lr: Annotated[float, typer.Option("--dense-lr", rich_help_panel=_T)] = 5e-5,
@@ -96,6 +96,9 @@ def train(
     learn_first_layer: Annotated[bool, typer.Option(
         "--learn-first-layer/--fixed-first-layer", help="Learn layer 0's threshold too (LTP fixes it at 0).",
         rich_help_panel=_T)] = False,
+    drop_idle_pruners: Annotated[bool, typer.Option(
+        "--drop-idle-pruners/--keep-idle-pruners", help="Set to 0 the threshold of a layer that drops no dev "
+        "token after training (same decisions on dev; fewer graph nodes).", rich_help_panel=_T)] = True,
     scorer: Annotated[str, typer.Option(
         "--scorer", help="What scores a token: 'attention' (LTP: attention received) or 'learned' (a linear scorer "
         "per layer on the attention block's output, trained in stage 1).", rich_help_panel=_T)] = "attention",
@@ -112,6 +115,9 @@ def train(
     distill: Annotated[float, typer.Option(
         "--distill", help="Stage-2 weight of distillation from the dense model (0: labels only, as LTP).",
         rich_help_panel=_T)] = 0.5,
+    rank_distill: Annotated[float, typer.Option(
+        "--rank-distill", help="Stage-1 weight of ToP's ranking distillation: each pruning layer's scores learn the "
+        "dense model's last-layer token importance (0: off).", rich_help_panel=_T)] = 0.0,
     soft_distill: Annotated[bool, typer.Option(
         "--soft-distill/--no-soft-distill", help="Distil from the dense model in stage 1 too (weight --distill).",
         rich_help_panel=_T)] = False,
@@ -134,8 +140,9 @@ def train(
         target_flops_reduction=target_flops_reduction, lambda_=lambda_, lagrangian_lr=lagrangian_lr,
         budget_warmup=budget_warmup, budget_counts=budget_counts, soft_masking=soft_masking,
         temperature=temperature, final_temperature=final_temperature, final_token_threshold=final_token_threshold,
-        learn_first_layer=learn_first_layer, scorer=scorer, scorer_lr=scorer_lr, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps,
-        hard_lr=hard_lr, distill=distill, soft_distill=soft_distill, distill_hidden=distill_hidden,
+        learn_first_layer=learn_first_layer, drop_idle_pruners=drop_idle_pruners, scorer=scorer,
+        scorer_lr=scorer_lr, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps, hard_lr=hard_lr,
+        distill=distill, rank_distill=rank_distill, soft_distill=soft_distill, distill_hidden=distill_hidden,
         budget_examples=budget_examples, overwrite=overwrite,
     )
     report = run_train(settings, log=lambda line: print(line, file=sys.stderr, flush=True))

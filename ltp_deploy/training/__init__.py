@@ -19,6 +19,7 @@ of ~40: three times less work for the same examples):
 2. **hard**: the weights are fine-tuned under the deployed rule (``PrunedClassifier(cfg, spec)``, whose gather is
    differentiable for the surviving tokens), so they adapt to really losing the dropped tokens. Under a budget the
    thresholds are scaled to hold it, first on the training batches, then once on the dev inputs (``budget``).
+   A layer that then drops no dev token gets threshold 0 (``--keep-idle-pruners`` keeps it): the export skips it.
 
 Modules: ``settings`` (options, report), ``recipes`` (per-task defaults: IMDB has its own), ``batches``
 (data), ``soft`` (stage 1's mask and its cost), ``budget``, ``stages`` (the loops), ``run`` (``train``).
@@ -32,13 +33,14 @@ Example::
 """
 
 from ltp_deploy.training.batches import TrainData, length_grouped_batches, stage_steps
-from ltp_deploy.training.budget import BudgetController, Lagrangian, meet_budget
+from ltp_deploy.training.budget import BudgetController, Lagrangian, drop_idle_pruners, meet_budget
 from ltp_deploy.training.run import train
 from ltp_deploy.training.settings import DEFAULT_TARGET, StageLog, TrainReport, TrainSettings
-from ltp_deploy.training.soft import LearnedScorers, Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
+from ltp_deploy.training.soft import (LearnedScorers, Thresholds, final_importance, hard_flops_ratio, importance_loss,
+                                      mask_penalty, soft_flops_ratio, soft_forward)
 from ltp_deploy.training.stages import _distill_loss, fit_dense, fit_hard, learn_thresholds
 
 __all__ = ["train", "TrainSettings", "TrainReport", "StageLog", "DEFAULT_TARGET", "TrainData", "Thresholds", "LearnedScorers",
            "soft_forward", "mask_penalty", "soft_flops_ratio", "hard_flops_ratio", "Lagrangian", "BudgetController",
-           "meet_budget",
+           "meet_budget", "drop_idle_pruners", "final_importance", "importance_loss",
            "fit_dense", "learn_thresholds", "fit_hard", "length_grouped_batches", "stage_steps", "_distill_loss"]

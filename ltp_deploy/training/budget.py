@@ -13,11 +13,16 @@ Three pieces hold the budget through a run:
 3. ``meet_budget`` (after stage 2): training batches are not the inputs the budget is judged on (SST-2 trains on
    phrases and is judged on sentences). A search over one common scale of the thresholds makes the dev inputs
    meet X; their labels are never read.
+
+``drop_idle_pruners`` then sets to 0 the threshold of every layer that drops no token of those same inputs: on
+them the decisions, the metric and the FLOPs stay exactly the same, and the export loses that layer's scoring and
+gather (about 11 executed OpenVINO nodes per layer, the cost that dominates at batch 1).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -115,3 +120,27 @@ def meet_budget(model: PrunedClassifier, data: EncodedData, target: float, toler
     final = min(meeting) if meeting else max(tried)
     reduction_at(final)
     return {"target": target, "reached": tried[final], "scale": math.exp(final), "evaluations": len(tried)}
+
+
+def drop_idle_pruners(model: PrunedClassifier, data: EncodedData) -> tuple[PrunedClassifier, list[int]]:
+    """``model`` with threshold 0 in each pruning layer that keeps every token it receives on ``data``.
+
+    A layer is idle when, for every input, it keeps as many tokens as the layer before it (the real length for
+    layer 0). Zeroing one idle layer leaves every later layer's input unchanged, so all idle layers go at once and
+    the model's decisions on ``data`` stay identical. Labels are not used.
+
+    Returns:
+        The model (a new one sharing weights, without the idle layers' learned scorers; ``model`` itself when no
+        layer is idle) and the zeroed layers' indices.
+    """
+    spec = model.spec
+    if spec is None or spec.mode != "absolute_threshold":
+        return model, []
+    _, kept = predict(model, data)
+    before = np.concatenate([data.lengths[:, None], kept[:, :-1]], axis=1)
+    idle = [i for i in spec.pruning_layers() if np.array_equal(kept[:, i], before[:, i])]
+    if not idle:
+        return model, []
+    thresholds = tuple(0.0 if i in idle else t for i, t in enumerate(spec.thresholds))
+    source = {**(spec.source or {}), "idle_layers_zeroed": idle}
+    return model.with_spec(replace(spec, thresholds=thresholds, source=source)), idle

@@ -38,6 +38,9 @@ RECIPES: dict[str, Recipe] = {
     # MRPC's 3,668 pairs: one dense epoch (115 steps) left the loss flat (0.694 -> 0.705) and dev at 70.83%, near
     # the majority class; three epochs reach 78.19% (and the 2x budget 78.68%, measured with these defaults).
     "mrpc": Recipe(stages={"dense": (3.0, None), "soft": (None, 400), "hard": (None, 1000)}),
+    # STS-B's 5,749 pairs: one epoch is 180 steps, too few for the same reason; three epochs give Pearson 85.05
+    # (Spearman 85.28), and the 2x budget 85.33 (85.29), measured with these defaults.
+    "stsb": Recipe(stages={"dense": (3.0, None), "soft": (None, 400), "hard": (None, 1000)}),
 }
 
 

@@ -18,7 +18,7 @@ from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.spec import PruningSpec
 from ltp_deploy.training.batches import TrainData, stage_steps
-from ltp_deploy.training.budget import meet_budget
+from ltp_deploy.training.budget import drop_idle_pruners, meet_budget
 from ltp_deploy.training.settings import Log, StageLog, TrainReport, TrainSettings
 from ltp_deploy.training.soft import LearnedScorers, Thresholds
 from ltp_deploy.training.stages import fit_dense, fit_hard, learn_thresholds
@@ -80,7 +80,7 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
 
     # Stage 1 trains the dense model's weights in place (the dense checkpoint is already written).
     teacher = None
-    if settings.distill > 0 or settings.distill_hidden > 0:
+    if settings.distill > 0 or settings.distill_hidden > 0 or settings.rank_distill > 0:
         teacher = PrunedClassifier(model.config, None)
         teacher.load_state_dict(model.state_dict(), strict=True)
         teacher.eval().requires_grad_(False)
@@ -106,15 +106,9 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     stage = (fit_hard(pruned, data, hard_steps, settings, regression, _stage_rng(settings.seed, 2), teacher)
              if hard_steps else None)
     stages += [stage] if stage else []
-    budget = None
-    if settings.budget is not None:
-        budget_dev = dev if settings.budget_examples is None or settings.budget_examples >= len(dev_ex) else \
-            EncodedData.build(tokenizer, dev_ex.take(settings.budget_examples), length)
-        budget = meet_budget(pruned, budget_dev, settings.budget)
-        budget["examples"] = len(budget_dev.lengths)
-        log(f"budget: thresholds x{budget['scale']:.3f} after {budget['evaluations']} runs over "
-            f"{budget['examples']} dev inputs: "
-            f"{budget['reached']:.2f}x FLOPs reduction for a target of {settings.budget:g}x")
+    budget_dev = dev if settings.budget_examples is None or settings.budget_examples >= len(dev_ex) else \
+        EncodedData.build(tokenizer, dev_ex.take(settings.budget_examples), length)
+    pruned, budget, idle = _finish_thresholds(pruned, budget_dev, settings, log)
     final_eval = evaluate(pruned, dev)
     spec = pruned.spec
     log(_stage_line("hard", stage, final_eval, spec))
@@ -125,13 +119,32 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
         "dense": {"checkpoint": str(Path(dense_output or settings.model).resolve()), "dev": dense_eval.to_dict()},
         "after_soft_stage": soft_eval.to_dict(),
         "metric_drop_points": 100.0 * (dense_eval.value - final_eval.value),
-        "thresholds": list(spec.thresholds), "n_ref": spec.n_ref, "budget": budget,
+        "thresholds": list(spec.thresholds), "n_ref": spec.n_ref, "budget": budget, "idle_layers_zeroed": idle,
         "stages": [_stage_dict(s) for s in stages],
         "train_seconds": time.perf_counter() - started,
     }
     out = save_checkpoint(pruned.eval(), settings.output, hf_config, tokenizer=tokenizer, metadata=metadata,
                           **settings.output_rules)
     return TrainReport(dense_eval, soft_eval, final_eval, spec, stages, out, dense_output, metadata)
+
+
+def _finish_thresholds(pruned: PrunedClassifier, data: EncodedData, settings: TrainSettings, log: Log):
+    """After stage 2: scale the thresholds so that ``data`` (dev inputs, labels unread) meets the budget, then zero
+    the idle pruners'. Returns the model, the budget record (None without a budget) and the zeroed layers."""
+    budget = None
+    if settings.budget is not None:
+        budget = meet_budget(pruned, data, settings.budget)
+        budget["examples"] = len(data.lengths)
+        log(f"budget: thresholds x{budget['scale']:.3f} after {budget['evaluations']} runs over "
+            f"{budget['examples']} dev inputs: "
+            f"{budget['reached']:.2f}x FLOPs reduction for a target of {settings.budget:g}x")
+    idle = []
+    if settings.drop_idle_pruners:
+        pruned, idle = drop_idle_pruners(pruned, data)
+    if idle:
+        log(f"idle pruners: layer{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} dropped no dev token; "
+            "threshold set to 0 (same decisions on dev, fewer graph nodes)")
+    return pruned, budget, idle
 
 
 def _stage_rng(seed: int, stage: int) -> np.random.Generator:

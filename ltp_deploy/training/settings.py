@@ -105,6 +105,9 @@ class TrainSettings:
     # SST-2: 10th..90th percentile 0.67..1.19 x the mean score), so they say little about importance; learned,
     # the threshold stayed at ~0.02 x the mean (drops nothing) yet would add a scoring + gather step to the graph.
     learn_first_layer: bool = False
+    # After stage 2, a layer that drops no token of the budget's dev inputs gets threshold 0 (labels unread):
+    # the same decisions there, and its scoring and gather leave the graph (SST-2 2x: layers 2 and 3 kept all).
+    drop_idle_pruners: bool = True
     # Score normaliser: s_j = attention received / (heads * n_ref), a constant (never the padded length of a
     # batch). It is a unit: the soft mask and the hard rule see only s * n_ref against thr * n_ref and T * n_ref,
     # so any n_ref gives the same model once thresholds, T and threshold_lr are scaled by 128 / n_ref. 128, not
@@ -123,6 +126,9 @@ class TrainSettings:
     # (KL divergence of the softmax; squared error for regression). The teacher is the model as it was before
     # stage 1, in eval mode. 0 trains on the labels alone, as LTP does.
     distill: float = 0.5
+    # Weight of ToP's ranking distillation in stage 1 (``soft.importance_loss``): every pruning layer's scores are
+    # pulled towards the dense model's last-layer importance (listwise KL of the normalised scores). 0: off.
+    rank_distill: float = 0.0
     # Distil in stage 1 too, with the same weight ``distill`` (the soft masks' logits against the dense model's).
     soft_distill: bool = False
     # Weight of a second distillation term in stage 2: the squared error between the student's and the dense
@@ -177,6 +183,8 @@ class TrainSettings:
                                  "LTP uses 0.01 with n_ref 128.")
         if not (self.distill_hidden >= 0 and math.isfinite(self.distill_hidden)):
             raise LtpDeployError(f"--distill-hidden must be zero or more, got {self.distill_hidden}: 0 turns it off.")
+        if not (self.rank_distill >= 0 and math.isfinite(self.rank_distill)):
+            raise LtpDeployError(f"--rank-distill must be zero or more, got {self.rank_distill}: 0 turns it off.")
         if not 0 <= self.distill <= 1:
             raise LtpDeployError(f"--distill must be a weight in [0, 1], got {self.distill}: 0 turns it off.")
         if not 0 <= self.budget_warmup <= 1:

@@ -68,7 +68,7 @@ SOFT_MASKING = ("attention", "outputs")
 
 def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: torch.Tensor, input_ids,
                  attention_mask, token_type_ids, temperature: float, n_ref: int, masking: str = "attention",
-                 scorers: LearnedScorers | None = None):
+                 scorers: LearnedScorers | None = None, scores_out: list | None = None):
     """The soft-mask forward, run on the model's own modules; no token is dropped.
 
     Layer ``l``'s mask is ``sigmoid((s - thr_l) / T)`` on its scores ``s`` (CLS fixed at 1). ``masking`` says what
@@ -89,6 +89,7 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
         n_ref: the constant score normaliser.
         masking: ``"attention"`` or ``"outputs"`` (``SOFT_MASKING``).
         scorers: learned scorers (scores from the attention block's output rows), or None for attention scores.
+        scores_out: when given, each masked layer's scores (B, T) are appended to it (``importance_loss``).
     Returns:
         ``logits`` (B, C) and ``masks`` (B, L', T): the soft keep mask of each masked layer (CLS fixed at 1).
     """
@@ -108,6 +109,8 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
                 scores = token_scores(probs, queries, n_ref)  # (B, T)
             else:
                 scores = layout.pad(learned_scores(scorers.layers[i], a, n_ref))[..., 0]  # (B, T)
+            if scores_out is not None:
+                scores_out.append(scores)
             z = (scores - thresholds[i]) / temperature  # (B, T)
             mask = torch.sigmoid(z).masked_fill(is_cls, 1.0)
             masks.append(mask)
@@ -118,6 +121,34 @@ def soft_forward(model: PrunedClassifier, thresholds: torch.Tensor, learned: tor
                 layout = Padded(alive, log_reach)
     masks = torch.stack(masks, dim=1) if masks else x.new_zeros(alive.shape[0], 0, alive.shape[1])
     return model.head(layout.firsts(x)), masks
+
+
+def final_importance(teacher: PrunedClassifier, input_ids, attention_mask, token_type_ids, n_ref: int):
+    """The dense ``teacher``'s last-layer token scores (B, T), without gradient: the ranking ToP distils."""
+    layers = teacher.config.num_layers
+    last = torch.arange(layers) == layers - 1
+    scores: list = []
+    with torch.no_grad():
+        soft_forward(teacher, torch.zeros(layers), last, input_ids, attention_mask, token_type_ids, 1.0, n_ref,
+                     scores_out=scores)
+    return scores[0]
+
+
+def importance_loss(scores: list, target, attention_mask):  # [(B, T)] * L', (B, T), (B, T) -> scalar
+    """ToP's ranking distillation in listwise form: the mean over layers and sequences of
+    ``KL(target / sum target || s_l / sum s_l)`` over each sequence's real tokens but CLS (always kept), so that
+    every pruning layer's scores rank tokens as the dense model's last layer does. Scores must be positive."""
+    real = attention_mask.bool().clone()
+    real[:, 0] = False
+    tiny = torch.finfo(target.dtype).tiny
+
+    def log_share(x):
+        x = torch.log(x.clamp_min(tiny)).masked_fill(~real, float("-inf"))
+        return torch.log_softmax(x, dim=1).masked_fill(~real, 0.0)
+
+    goal = log_share(target)
+    losses = [((goal.exp() * (goal - log_share(s))).sum(dim=1)).mean() for s in scores]
+    return torch.stack(losses).mean() if losses else target.new_zeros(())
 
 
 def mask_penalty(masks, attention_mask):  # (B, L', T), (B, T) -> scalar

@@ -16,7 +16,8 @@ from ltp_deploy.progress import progress_bar
 from ltp_deploy.training.batches import TrainData
 from ltp_deploy.training.budget import BudgetController, Lagrangian
 from ltp_deploy.training.settings import StageLog, TrainSettings
-from ltp_deploy.training.soft import LearnedScorers, Thresholds, hard_flops_ratio, mask_penalty, soft_flops_ratio, soft_forward
+from ltp_deploy.training.soft import (LearnedScorers, Thresholds, final_importance, hard_flops_ratio, importance_loss,
+                                      mask_penalty, soft_flops_ratio, soft_forward)
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the usual groups: no decay on biases and LayerNorm weights."""
@@ -92,7 +93,8 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
                      teacher: PrunedClassifier | None = None, scorers: LearnedScorers | None = None) -> StageLog:
     """Stage 1: weights and thresholds (and ``scorers``, at ``settings.scorer_lr``, for ``--scorer learned``) under
     the soft masks (``soft.soft_forward``). The loss is the task loss
-    (mixed with distillation from ``teacher`` when ``settings.soft_distill``) plus, under a budget
+    (mixed with distillation from ``teacher`` when ``settings.soft_distill``; plus ``settings.rank_distill`` x
+    ``importance_loss`` against ``teacher``'s last layer, ToP's ranking distillation) plus, under a budget
     (``settings.budget``), the ``Lagrangian`` of the batch's FLOPs (``settings.budget_counts``), else LTP's
     ``lambda * sum_l mean(mask_l)``. T and the budget's target follow ``_soft_schedule``."""
     settings = settings.resolved()
@@ -106,18 +108,24 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
         optimizers.append(lagrangian.optimizer(settings.lagrangian_lr))
     counts = hard_flops_ratio if settings.budget_counts == "hard" else soft_flops_ratio
     weight = settings.distill if teacher is not None and settings.soft_distill else 0.0
+    rank = settings.rank_distill if teacher is not None else 0.0
     done = iter(range(steps))
 
     def step_loss(b):
         thresholds.clamp_()  # the projection after the previous step
         temperature, target = _soft_schedule(settings, next(done), steps)
         inputs = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        scores = [] if rank else None
         logits, masks = soft_forward(model, thresholds(), thresholds.learned, *inputs, temperature, settings.n_ref,
-                                     settings.masking, scorers)
+                                     settings.masking, scorers, scores)
         task = _task_loss(logits, b["labels"], regression)
+        if rank:
+            ranking = importance_loss(scores, final_importance(teacher, *inputs, settings.n_ref), b["attention_mask"])
+            logged_rank = {"rank_loss": float(ranking.detach())}
+            task = task + rank * ranking
         penalty = mask_penalty(masks, b["attention_mask"])
         logged = {"task_loss": float(task.detach()), "soft_kept": float(penalty.detach()) / max(1, masks.shape[1]),
-                  "thresholds": thresholds().detach().numpy()}
+                  "thresholds": thresholds().detach().numpy(), **(logged_rank if rank else {})}
         if weight:
             with torch.no_grad():
                 teacher_logits, _ = teacher(*inputs)
