@@ -119,13 +119,13 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
         logits, masks = soft_forward(model, thresholds(), thresholds.learned, *inputs, temperature, settings.n_ref,
                                      settings.masking, scorers, scores)
         task = _task_loss(logits, b["labels"], regression)
-        if rank:
-            ranking = importance_loss(scores, final_importance(teacher, *inputs, settings.n_ref), b["attention_mask"])
-            logged_rank = {"rank_loss": float(ranking.detach())}
-            task = task + rank * ranking
         penalty = mask_penalty(masks, b["attention_mask"])
         logged = {"task_loss": float(task.detach()), "soft_kept": float(penalty.detach()) / max(1, masks.shape[1]),
-                  "thresholds": thresholds().detach().numpy(), **(logged_rank if rank else {})}
+                  "thresholds": thresholds().detach().numpy()}
+        if rank:
+            ranking = importance_loss(scores, final_importance(teacher, *inputs, settings.n_ref), b["attention_mask"])
+            logged["rank_loss"] = float(ranking.detach())
+            task = task + rank * ranking
         if weight:
             with torch.no_grad():
                 teacher_logits, _ = teacher(*inputs)
