@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
 
 from ltp_deploy.artifact import open_model_artifact
+from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.flops import dense_flops
 from ltp_deploy.runtimes import open_runtime
 
@@ -31,7 +33,11 @@ def _feed(n: int) -> dict[str, np.ndarray]:
 
 
 def measure(path: str, tokens: list[int], rounds: int, threads: int) -> list[dict]:
-    cfg = open_model_artifact(path).config
+    artifact = open_model_artifact(path)
+    if artifact is None:
+        raise LtpDeployError(f"{path} is not an export or a dense ONNX folder: give `ltp-deploy export CKPT --dense` "
+                             "output or an Optimum export.")
+    cfg = artifact.config
     ref = max([n for n in tokens if n <= 25] or tokens[:1])
     rows = []
     for backend in ("onnxruntime", "openvino"):
@@ -64,7 +70,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     a = ap.parse_args()
-    rows = measure(a.export, [int(t) for t in a.tokens.split(",")], a.rounds, a.threads)
+    try:
+        rows = measure(a.export, [int(t) for t in a.tokens.split(",")], a.rounds, a.threads)
+    except LtpDeployError as e:
+        sys.exit(f"error: {e}")
     print(f"{'runtime':12s} {'tokens':>6s} {'p50 ms':>8s} {'speed':>7s} {'FLOPs':>7s} {'eff.':>6s}")
     for r in rows:
         print(f"{r['runtime']:12s} {r['tokens']:6d} {r['p50_ms']:8.3f} x{r['speed_vs_ref']:<6.2f} "
