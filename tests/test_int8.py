@@ -7,6 +7,8 @@ specs that drop tokens. Validation sentences: SST-2 dev rows (real text); calibr
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -128,6 +130,9 @@ def test_scope_and_labels():
     spec = PruningSpec.threshold([0.0, 0.01, 0.0])
     assert fp32_scope(cfg, spec) == {(None, "head"), *((0, k) for k in KINDS), (1, "qkv")}
     assert fp32_scope(cfg, None) == fp32_scope(cfg, spec, "all") == {(None, "head")}
+    idle = dataclasses.replace(cfg, num_layers=5)
+    spec = PruningSpec.threshold([0.0, 0.01, 0.0, 0.02, 0.0])  # layer 2 idle between pruning layers 1 and 3
+    assert fp32_scope(idle, spec) == {(None, "head"), *((0, k) for k in KINDS), (1, "qkv"), (2, "qkv"), (3, "qkv")}
     shapes = [(8, 24), (8, 8), (8, 16), (16, 8)] * 3 + [(8, 8), (8, 2)]
     labelled = label_projections([(f"m{i}", *s) for i, s in enumerate(shapes)], cfg)
     assert [(p.layer, p.kind) for p in labelled[:5]] == [(0, "qkv"), (0, "out"), (0, "ffn_in"), (0, "ffn_out"),

@@ -42,6 +42,7 @@ from ltp_deploy.training import (
     soft_flops_ratio,
     soft_forward,
     stage_steps,
+    TeacherMemo,
 )
 
 from conftest import run_main as cli
@@ -647,3 +648,20 @@ def test_cli_defaults_are_the_library_defaults():
     for name, param in inspect.signature(command).parameters.items():
         if name in defaults and param.default is not inspect.Parameter.empty:
             assert param.default == defaults[name], name
+
+
+def test_teacher_memo_returns_the_teachers_own_outputs_and_runs_each_example_once(small_bert, sst2_small):
+    data, teacher, _, _ = _student_and_teacher(small_bert, sst2_small, perturb=False)
+    memo = TeacherMemo(teacher, len(data))
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # two epochs: the second runs no example through the teacher
+        for idx in length_grouped_batches(data.lengths, 16, rng):
+            batch = data.batch(idx)
+            with torch.no_grad():  # the independent reference: each example alone, cut to its own length
+                expect = [teacher.encode(*(batch[k][i:i + 1, :int(data.lengths[j])] for k in
+                                           ("input_ids", "attention_mask", "token_type_ids")))[0]
+                          for i, j in enumerate(idx)]
+            cls, logits = memo.outputs(batch)
+            torch.testing.assert_close(cls, torch.cat(expect), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(logits, teacher.head(torch.cat(expect)), atol=1e-5, rtol=1e-4)
+    assert memo.computed == len(data)

@@ -105,7 +105,7 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
     if kind == "dense":
         args.append("--dense")
     if precision == "int8":
-        args += ["--precision", "int8", *(DENSE_INT8_ARGS if kind == "dense" else ())]
+        args += ["--precision", "int8", *(DENSE_INT8_ARGS if kind == "dense" else ()), *slice_args]
     export = Step(f"{task}/export/{name}", ltp_deploy(*args), d / name, needs=trained,
                   marker="ltp_deploy_export.json", sources=[source])
     check_args = ["check", d / name, "--task", task, *slice_args, "--json", d / f"check-{name}.json", "--overwrite"]

@@ -10,6 +10,7 @@ pruned graph 86.93%; README, INT8), prediction agreement with the fp32 graph and
 * the layers before the first pruning layer and that layer's Q/K/V in fp32: the first decision holds in every
   sentence, 98.85% agreement, x1.33.
 * and the Q/K/V projections of every pruning layer (what its score is computed from) in fp32: 99.08%, x1.31.
+  A layer between two pruning layers that drops nothing counts as one (train's idle pruners).
   OpenVINO (NNCF) with the same scope: 99.20%.
 
 The dense MiniLM itself agrees with its fp32 graph on 97.7% under full dynamic quantization: INT8 noise alone
@@ -18,7 +19,8 @@ flips sentences near the decision boundary, and the export's gate (99%) asks for
 
 * the attention core (QK^T, softmax, PV) everywhere: the probabilities are the score (ONNX Runtime's dynamic
   quantizer only touches MatMuls with a constant weight; NNCF is told to ignore the others);
-* every projection of the layers before the first pruning layer, and the Q/K/V projection of every pruning layer;
+* every projection of the layers before the first pruning layer, and the Q/K/V projection of every layer from the
+  first pruning layer to the last;
 * the pooler and the classifier (a few rows per batch: nothing to gain), and a learned scorer (D x 1).
 
 A dense graph (``--dense``) has no decision to protect: every projection is quantized, the strongest peer.
@@ -82,7 +84,9 @@ def fp32_scope(cfg: EncoderConfig, spec: PruningSpec | None, scope: str = "decis
     keep |= {(layer, kind) for layer in range(layers[0]) for kind in KINDS}
     # A learned score reads the attention block's output: its output projection feeds the decision too.
     feeding = ("qkv", "out") if spec.scorer == "learned" else ("qkv",)
-    return keep | {(layer, kind) for layer in layers for kind in feeding}
+    # Idle layers between two pruning layers (threshold 0, ``train``'s idle pruners) count as pruning layers here:
+    # quantizing their Q/K/V took SST-2's ONNX Runtime INT8 agreement from 99.08% to 98.97%, below the gate.
+    return keep | {(layer, kind) for layer in range(layers[0], layers[-1] + 1) for kind in feeding}
 
 
 def label_projections(matmuls: list[tuple[str, int, int]], cfg: EncoderConfig) -> list[Projection]:

@@ -22,7 +22,8 @@ of ~40: three times less work for the same examples):
    A layer that then drops no dev token gets threshold 0 (``--keep-idle-pruners`` keeps it): the export skips it.
 
 Modules: ``settings`` (options, report), ``recipes`` (per-task defaults: IMDB has its own), ``batches``
-(data), ``soft`` (stage 1's mask and its cost), ``budget``, ``stages`` (the loops), ``run`` (``train``).
+(data), ``soft`` (stage 1's mask and its cost), ``budget``, ``teacher`` (the distillation teacher's outputs, kept
+per example), ``stages`` (the loops), ``run`` (``train``).
 
 Evaluation (after each stage, on the dev split) always uses the hard rule.
 
@@ -39,8 +40,10 @@ from ltp_deploy.training.settings import DEFAULT_TARGET, StageLog, TrainReport, 
 from ltp_deploy.training.soft import (LearnedScorers, Thresholds, final_importance, hard_flops_ratio, importance_loss,
                                       mask_penalty, soft_flops_ratio, soft_forward)
 from ltp_deploy.training.stages import _distill_loss, fit_dense, fit_hard, learn_thresholds
+from ltp_deploy.training.teacher import TeacherMemo
 
 __all__ = ["train", "TrainSettings", "TrainReport", "StageLog", "DEFAULT_TARGET", "TrainData", "Thresholds", "LearnedScorers",
            "soft_forward", "mask_penalty", "soft_flops_ratio", "hard_flops_ratio", "Lagrangian", "BudgetController",
            "meet_budget", "drop_idle_pruners", "final_importance", "importance_loss",
-           "fit_dense", "learn_thresholds", "fit_hard", "length_grouped_batches", "stage_steps", "_distill_loss"]
+           "fit_dense", "learn_thresholds", "fit_hard", "length_grouped_batches", "stage_steps", "_distill_loss",
+           "TeacherMemo"]

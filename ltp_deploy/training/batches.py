@@ -35,10 +35,11 @@ class TrainData:
         return len(self.labels)
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        """The examples at ``idx``, cut to their longest row; ``index`` is ``idx`` (what ``TeacherMemo`` keys on)."""
         width = int(self.lengths[idx].max())
         index = torch.from_numpy(idx)
         return {"input_ids": self.input_ids[index, :width], "attention_mask": self.attention_mask[index, :width],
-                "token_type_ids": self.token_type_ids[index, :width], "labels": self.labels[index]}
+                "token_type_ids": self.token_type_ids[index, :width], "labels": self.labels[index], "index": index}
 
     def stream(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
         """Endless length-grouped batches, epoch after epoch."""

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ltp_deploy.allocator import kept_freed_memory
 from ltp_deploy.flops import flops_reduction
 from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.progress import progress_bar
@@ -18,6 +19,7 @@ from ltp_deploy.training.budget import BudgetController, Lagrangian
 from ltp_deploy.training.settings import StageLog, TrainSettings
 from ltp_deploy.training.soft import (LearnedScorers, Thresholds, final_importance, hard_flops_ratio, importance_loss,
                                       mask_penalty, soft_flops_ratio, soft_forward)
+from ltp_deploy.training.teacher import TeacherMemo
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the usual groups: no decay on biases and LayerNorm weights."""
@@ -53,7 +55,7 @@ def _optimise(name: str, steps: int, stream: Iterator[dict], step_loss: Callable
     every = max(1, steps // 40)
     history, acc, count = [], {}, 0
     start = time.perf_counter()
-    with progress_bar(total=steps, description=name) as advance:
+    with progress_bar(total=steps, description=name) as advance, kept_freed_memory():
         for step in range(steps):
             loss, extra = step_loss(next(stream))
             for opt in optimizers:
@@ -109,6 +111,7 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
     counts = hard_flops_ratio if settings.budget_counts == "hard" else soft_flops_ratio
     weight = settings.distill if teacher is not None and settings.soft_distill else 0.0
     rank = settings.rank_distill if teacher is not None else 0.0
+    memo = TeacherMemo(teacher, len(data)) if weight else None
     done = iter(range(steps))
 
     def step_loss(b):
@@ -127,8 +130,7 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
             logged["rank_loss"] = float(ranking.detach())
             task = task + rank * ranking
         if weight:
-            with torch.no_grad():
-                teacher_logits, _ = teacher(*inputs)
+            _, teacher_logits = memo.outputs(b)
             distill = _distill_loss(logits, teacher_logits, regression)
             logged["distill_loss"] = float(distill.detach())
             task = (1 - weight) * task + weight * distill
@@ -175,6 +177,7 @@ def fit_hard(model: PrunedClassifier, data: TrainData, steps: int, settings: Tra
     weight = settings.distill if teacher is not None else 0.0
     hidden_weight = settings.distill_hidden if teacher is not None else 0.0
     controller = BudgetController(model, settings.budget) if settings.budget is not None else None
+    memo = TeacherMemo(teacher, len(data)) if weight or hidden_weight else None
 
     def step_loss(b):
         inputs = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
@@ -188,9 +191,7 @@ def fit_hard(model: PrunedClassifier, data: TrainData, steps: int, settings: Tra
         task = _task_loss(logits, b["labels"], regression)
         if not (weight or hidden_weight):
             return task, logged
-        with torch.no_grad():
-            teacher_cls, _ = teacher.encode(*inputs)
-            teacher_logits = teacher.head(teacher_cls)
+        teacher_cls, teacher_logits = memo.outputs(b)
         distill = _distill_loss(logits, teacher_logits, regression)
         hidden = nn.functional.mse_loss(cls, teacher_cls)
         logged.update(task_loss=float(task.detach()), distill_loss=float(distill.detach()),
