@@ -33,8 +33,9 @@ def _libc():
 
 @contextlib.contextmanager
 def kept_freed_memory() -> Iterator[bool]:
-    """Inside: glibc malloc serves large blocks from its heap and gives nothing back. On exit: its defaults again,
-    and the free heap returned to the system. Yields whether it took effect (False off Linux or without glibc)."""
+    """Inside: glibc malloc serves large blocks from its heap and gives nothing back. On exit: glibc's default
+    values again (its dynamic mmap threshold, which any mallopt call turns off, stays off), and the free heap
+    returned to the system. Yields whether it took effect (False off Linux or without glibc)."""
     libc = _libc()
     took = libc is not None and all(libc.mallopt(p, v) == 1 for p, v in _KEEP)
     try:

@@ -34,10 +34,14 @@ print(took, faults)
 """
 
 
+def _probe(code: str, *args: str) -> list[str]:
+    """Run ``code`` in a fresh one-thread Python (the allocator setting is process-wide); its printed words."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split()
+
+
 def _faults(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
-    took, faults = out.split()
+    took, faults = _probe(_PROBE, mode)
     return took, int(faults)
 
 
@@ -76,8 +80,6 @@ print(inside - base, rss_mb() - base)
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_the_heap_goes_back_to_the_system_on_leaving():
-    out = subprocess.run([sys.executable, "-c", _RETURN_PROBE], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
-    inside, after = map(int, out.split())
+    inside, after = map(int, _probe(_RETURN_PROBE))
     assert inside > 600  # kept while inside: freed, not returned
     assert after < 100
