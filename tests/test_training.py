@@ -91,7 +91,9 @@ def test_task_recipes_fill_what_is_not_given():
         (r.batch_size, r.max_examples, r.threshold_lr, r.budget_examples)
     assert (imdb.soft_steps, imdb.hard_steps, imdb.dense_epochs) == (r.stages["soft"][1], r.stages["hard"][1], 1.0)
     assert imdb.budget == imdb.target_flops_reduction == r.target != DEFAULT_TARGET
+    assert imdb.scorer == r.scorer == "learned"
     sst2 = TrainSettings(model="m", task="sst2", output="o").resolved()
+    assert sst2.scorer == "attention"
     assert (sst2.batch_size, sst2.max_examples, sst2.threshold_lr, sst2.budget) == (32, None, 1e-4, DEFAULT_TARGET)
     assert (sst2.soft_steps, sst2.hard_steps, sst2.dense_epochs) == (400, 1000, 1.0)
     mrpc = TrainSettings(model="m", task="mrpc", output="o").resolved()
@@ -100,8 +102,9 @@ def test_task_recipes_fill_what_is_not_given():
     stsb = TrainSettings(model="m", task="stsb", output="o").resolved()
     assert stsb.dense_epochs == RECIPES["stsb"].stages["dense"][0]
     given = TrainSettings(model="m", task="imdb", output="o", batch_size=8, soft_epochs=0.5, lambda_=0.05,
-                          max_examples=100).resolved()
+                          max_examples=100, scorer="attention").resolved()
     assert (given.batch_size, given.soft_epochs, given.soft_steps, given.max_examples) == (8, 0.5, None, 100)
+    assert given.scorer == "attention"
     assert given.budget is None and given.target_flops_reduction is None
     assert given.resolved() == given
 

@@ -99,9 +99,10 @@ def train(
     drop_idle_pruners: Annotated[bool, typer.Option(
         "--drop-idle-pruners/--keep-idle-pruners", help="Set to 0 the threshold of a layer that drops no dev "
         "token after training (same decisions on dev; fewer graph nodes).", rich_help_panel=_T)] = True,
-    scorer: Annotated[str, typer.Option(
+    scorer: Annotated[str | None, typer.Option(
         "--scorer", help="What scores a token: 'attention' (LTP: attention received) or 'learned' (a linear scorer "
-        "per layer on the attention block's output, trained in stage 1).", rich_help_panel=_T)] = "attention",
+        "per layer on the attention block's output, trained in stage 1). Default: the task's ('attention'; IMDB "
+        "'learned').", rich_help_panel=_T)] = None,
     scorer_lr: Annotated[float, typer.Option(
         "--scorer-lr", help="Learning rate of the learned scorers (stage 1).", rich_help_panel=_T)] = 1e-3,
     n_ref: Annotated[int, typer.Option("--n-ref", help="Constant score normaliser (LTP: 128).",

@@ -97,7 +97,7 @@ class TrainSettings:
     final_temperature: float | None = None
     # What scores a token (``spec.SCORERS``): "attention" (LTP's column sums) or "learned", one Linear(D, 1) per layer
     # on the attention block's output rows, trained jointly in stage 1 (``soft.LearnedScorers``), at its own rate.
-    scorer: str = "attention"
+    scorer: str | None = None  # None: the task's ("attention"; IMDB "learned")
     scorer_lr: float = 1e-3
     # Thresholds start at final_token_threshold * l / L (LTP's initialisation; 0 for layer 0).
     final_token_threshold: float = 0.01
@@ -197,7 +197,7 @@ class TrainSettings:
             raise LtpDeployError(f"--soft-masking must be one of {', '.join(SOFT_MASKING)}, got "
                                  f"{self.soft_masking!r}: 'attention' trains as the hard rule runs, 'outputs' "
                                  "is LTP's.")
-        if self.scorer not in SCORERS:
+        if self.scorer is not None and self.scorer not in SCORERS:
             raise LtpDeployError(f"--scorer must be one of {', '.join(SCORERS)}, got {self.scorer!r}: 'attention' "
                                  "is LTP's score, 'learned' trains a linear scorer per layer.")
         if not (self.scorer_lr > 0 and math.isfinite(self.scorer_lr)):
@@ -212,7 +212,7 @@ class TrainSettings:
         """A copy with every option left at None that has a task default filled in (``recipes.recipe``)."""
         r = recipe(self.task)
         defaults = {"batch_size": r.batch_size, "max_examples": r.max_examples, "threshold_lr": r.threshold_lr,
-                    "budget_examples": r.budget_examples}
+                    "budget_examples": r.budget_examples, "scorer": r.scorer}
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         if self.lambda_ is None and self.target_flops_reduction is None:
             changes["target_flops_reduction"] = r.target
