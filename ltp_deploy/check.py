@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.paths import refuse_symlink_loops
 from ltp_deploy.check_report import (  # noqa: F401 (the report's schema and rendering, re-exported)
     CHECK_SCHEMA,
     GITHUB_ACTIONS_EXAMPLE,
@@ -148,6 +149,7 @@ def _check_settings(s: CheckSettings) -> None:
         if not (math.isfinite(value) and 0.0 <= value <= 1.0):
             what = "metric points as a fraction (0.01 = 1 point)" if name == "--max-drop" else "a fraction of sequences"
             raise LtpDeployError(f"{name} must lie in [0, 1], {what}; got {value}.")
+    refuse_symlink_loops([(s.model, "Model"), (s.reference, "Reference checkpoint"), (s.data, "Data file")])
     if not s.model.exists():
         raise LtpDeployError(f"Model {s.model} does not exist: pass an export folder or its .onnx/.xml graph.")
     if s.reference is not None and not s.reference.exists():
@@ -179,6 +181,10 @@ def _load_examples(s: CheckSettings):
     if not examples.has_labels:
         raise LtpDeployError(f"{examples.source} has no labels: check needs labelled data; name the label column "
                              "with --label-column.")
+    bad = np.flatnonzero(~np.isfinite(examples.labels))  # the file readers refuse these first, naming the line
+    if bad.size:
+        raise LtpDeployError(f"Row {int(bad[0])} of {examples.source} has the label {examples.labels[bad[0]]}, not a "
+                             f"finite number ({bad.size} such rows), so no metric can be measured: fix those labels.")
     if s.max_examples is not None:
         examples = examples.take(s.max_examples)
     return examples
@@ -250,6 +256,13 @@ def _load_reference(reference: Path, export, model: Path):
         if getattr(cfg, key) != getattr(ref, key):
             raise LtpDeployError(f"{model} ({key} {getattr(cfg, key)}) cannot be compared with {reference} ({key} "
                                  f"{getattr(ref, key)}): pass the checkpoint the graph was exported from as --reference.")
+    # The spec first: a dense twin or another spec leaves a learned scorer out, so its fingerprint differs too.
+    if export.spec != ckpt.spec:
+        def name(spec):
+            return "dense (no spec)" if spec is None else f"{spec.mode} {list(spec.thresholds or spec.keep_rates)}"
+        raise LtpDeployError(f"{model} was exported with the spec {name(export.spec)} but {reference} holds "
+                             f"{name(ckpt.spec)} (an export with --spec or --dense): check it against a checkpoint "
+                             "holding the graph's spec, or without --reference.")
     recorded = export.metadata.get("weights_sha256")
     if recorded is None:
         raise LtpDeployError(f"{model} records no weights fingerprint (it was exported by an older ltp-deploy): "
@@ -258,12 +271,6 @@ def _load_reference(reference: Path, export, model: Path):
         source = export.metadata.get("source", {}).get("path", "its source checkpoint")
         raise LtpDeployError(f"{model} holds other weights than {reference}: pass as --reference the checkpoint it "
                              f"was exported from ({source}).")
-    if export.spec != ckpt.spec:
-        def name(spec):
-            return "dense (no spec)" if spec is None else f"{spec.mode} {list(spec.thresholds or spec.keep_rates)}"
-        raise LtpDeployError(f"{model} was exported with the spec {name(export.spec)} but {reference} holds "
-                             f"{name(ckpt.spec)} (an export with --spec or --dense): check it against a checkpoint "
-                             "holding the graph's spec, or without --reference.")
     return ckpt
 
 

@@ -9,7 +9,8 @@ Two layouts load:
   ``BertModel`` / ``RobertaModel`` encoder, whose head is then freshly initialised), weights in safetensors or
   ``pytorch_model.bin``, plus an optional ``pruning_spec.json``. Without one the model is dense.
 
-Pickled weights load with ``torch.load(weights_only=True)``: no code in a checkpoint ever runs.
+Pickled weights load with ``torch.load(weights_only=True)``: no code in a checkpoint ever runs. Weights are read
+and checked by ``ltp_deploy.weights`` (NaN/inf refused, two weight files that disagree refused).
 
 Example::
 
@@ -29,7 +30,9 @@ import torch
 from ltp_deploy.outputs import FOLDER_MARKERS, atomic_dir
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import ARCHS, EncoderConfig, PrunedClassifier
+from ltp_deploy.paths import refuse_symlink_loop
 from ltp_deploy.spec import SCORE_FLOOR, PruningSpec, ltp_keep_rates, ltp_thresholds
+from ltp_deploy.weights import read_weights, refuse_non_finite
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -99,19 +102,23 @@ def load_checkpoint(path: str | Path, spec: PruningSpec | None = None, dense: bo
     Args:
         path: the checkpoint folder (``config.json`` + weights).
         spec: overrides the folder's own pruning spec.
-        dense: ignore any pruning spec (the A/B baseline with the same weights).
+        dense: ignore any pruning spec (the A/B baseline with the same weights). Learned scorer weights belong to
+            the spec: a dense twin, or a ``spec`` that does not use them, leaves them out.
 
     Returns:
         A ``Checkpoint`` whose model is in eval mode on the CPU.
 
     Raises:
         LtpDeployError: missing folder or files, unknown model type or architecture, unsupported prune mode,
-            weights that do not match the config (the key and shapes are named), a file that is not a checkpoint.
+            weights that do not match the config (the key and shapes are named), a file that is not a checkpoint,
+            a symlink loop, NaN/inf weights (the tensor named), two weight files that disagree.
     """
     folder = _checkpoint_folder(path)
     hf_config = read_config(folder)
-    state = _read_weights(folder)
-    if hf_config.get("model_type") == "ltp":
+    state = read_weights(folder)
+    is_ltp = hf_config.get("model_type") == "ltp"
+    refuse_non_finite(state, folder, skip=_LTP_DROP_SUFFIXES if is_ltp else ())
+    if is_ltp:
         cfg = EncoderConfig.from_hf(hf_config, arch="roberta")
         state, folder_spec = _ltp_state_and_spec(state, hf_config, cfg.num_layers)
         fmt, has_head = "ltp", True
@@ -139,6 +146,8 @@ def save_checkpoint(model: PrunedClassifier, folder: str | Path, hf_config: dict
     """
     from safetensors.torch import save_file
 
+    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    refuse_non_finite(weights, Path(folder))  # never write a checkpoint that no command could load
     cfg = model.config
     config = {k: v for k, v in hf_config.items() if k not in {"prune_mode", "final_token_threshold",
                                                                 "token_keep_rate", "prune_kwargs", "quant_mode"}}
@@ -152,7 +161,7 @@ def save_checkpoint(model: PrunedClassifier, folder: str | Path, hf_config: dict
         config["label2id"] = {name: i for i, name in enumerate(cfg.id2label)}
     with atomic_dir(folder, "checkpoint", inputs=inputs, overwrite=overwrite) as tmp:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+        save_file(weights, str(tmp / WEIGHTS_FILE))
         if model.spec is not None:
             model.spec.save(tmp)
         if tokenizer is not None:
@@ -233,6 +242,7 @@ def _roberta_bpe(folder: Path):
 
 def _checkpoint_folder(path: str | Path) -> Path:
     folder = Path(path)
+    refuse_symlink_loop(folder, "Checkpoint")
     if not folder.exists():
         raise LtpDeployError(f"Checkpoint {folder} does not exist: pass a folder holding config.json and weights.")
     if folder.is_file():
@@ -272,38 +282,6 @@ def _read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise LtpDeployError(f"{path} does not hold a JSON object: restore the file.")
     return data
-
-
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    index = folder / "model.safetensors.index.json"
-    if (folder / WEIGHTS_FILE).is_file() or index.is_file():
-        files = [folder / WEIGHTS_FILE] if (folder / WEIGHTS_FILE).is_file() else \
-            [folder / f for f in sorted(set(_read_json(index).get("weight_map", {}).values()))]
-        state = {}
-        for f in files:
-            try:
-                state.update(load_file(str(f), device="cpu"))
-            except (SafetensorError, OSError, ValueError) as e:
-                raise LtpDeployError(f"{f} is not a readable safetensors file ({e}): re-save the weights.") from None
-        return state
-    binary = folder / "pytorch_model.bin"
-    if binary.is_file():
-        try:
-            state = torch.load(binary, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - a damaged pickle raises almost anything; all mean the same here
-            # torch's own message suggests weights_only=False, which would run the file's code: never quote it.
-            raise LtpDeployError(
-                f"{binary} cannot be loaded as a state dict of tensors ({type(e).__name__}): it is damaged, or "
-                "holds pickled objects other than tensors, which ltp-deploy never unpickles because they can run "
-                "code; re-save it with torch.save(model.state_dict()) or as safetensors."
-            ) from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise LtpDeployError(f"{binary} does not hold a state dict of tensors: re-save model.state_dict().")
-        return state
-    raise LtpDeployError(f"{folder} has no weights (model.safetensors or pytorch_model.bin): add the weights file.")
 
 
 def _architecture(hf_config: dict) -> tuple[str, bool]:
@@ -375,6 +353,9 @@ def _hf_state(state: dict, arch: str) -> dict:
 def _load_state(model: PrunedClassifier, state: dict, has_head: bool, folder: Path) -> bool:
     """Load with per-key shape checks; an encoder-only folder gets a seeded, freshly initialised head."""
     expected = model.state_dict()
+    # A learned scorer belongs to the pruning spec: the dense twin (or a spec scoring by attention, or pruning fewer
+    # layers) leaves the scorers it does not use behind, as ``PrunedClassifier.with_spec`` does.
+    state = {k: v for k, v in state.items() if k in expected or ".pruner.scorer." not in k}
     unexpected = [k for k in state if k not in expected]
     if unexpected:
         raise LtpDeployError(

@@ -6,8 +6,6 @@ GLUE files are read as published (tab-separated, no quoting, optional UTF-8 BOM)
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import re
 from dataclasses import dataclass, replace
@@ -17,8 +15,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
-
-Column = str | int
+from ltp_deploy.paths import refuse_symlink_loop
+from ltp_deploy.readers import Column, build, is_blank, read_rows  # noqa: F401 (Column: public here too)
 
 
 @dataclass(frozen=True)
@@ -130,111 +128,12 @@ class Examples:
 
 
 # ----------------------------------------------------------------------------------------------- reading
-
-def _read_rows(path: Path) -> list[tuple[int, list[Any]]]:
-    """(line number, fields) of every non-blank record; .tsv is GLUE-style (no quoting), .csv standard CSV."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv", ".jsonl"):
-        raise LtpDeployError(f"Cannot read {path}: unknown file type {suffix or '(none)'!r}; "
-                             "use a .csv, .tsv or .jsonl file.")
-    if not path.is_file():
-        raise LtpDeployError(f"Data file {path} not found: check the path.")
-    rows: list[tuple[int, list[Any]]] = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        if suffix == ".jsonl":
-            keys: list[str] | None = None
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise LtpDeployError(f"{path} line {n} is not valid JSON ({e.msg}): fix or remove it.") from None
-                if not isinstance(obj, dict):
-                    raise LtpDeployError(f"{path} line {n} is not a JSON object: write one object per line.")
-                if keys is None:
-                    keys = list(obj)
-                    rows.append((0, keys))
-                rows.append((n, [obj.get(k) for k in keys]))
-        else:
-            kw = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
-            reader = csv.reader(f, **kw)
-            for fields in reader:
-                if fields and any(x.strip() for x in fields):
-                    rows.append((reader.line_num, fields))
-    if not rows:
-        raise LtpDeployError(f"Data file {path} is empty: point to a file with examples.")
-    return rows
-
-
-def _column_index(col: Column, header: list[str] | None, n_fields: int, path: Path) -> int:
-    if isinstance(col, int) and not isinstance(col, bool):
-        if -n_fields <= col < n_fields:
-            return col % n_fields
-    elif header is not None and col in header:
-        return header.index(col)
-    have = ", ".join(repr(h) for h in header) if header is not None else f"indices 0..{n_fields - 1}"
-    raise LtpDeployError(f"{path} has no column {col!r}: use one of its columns ({have}).")
-
-
-def _label_id(value: Any, names: Sequence[str] | None, regression: bool, where: str) -> float | int:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise LtpDeployError(f"Missing label at {where}: fill in the label or drop the row.")
-    text = value.strip() if isinstance(value, str) else value
-    try:
-        if regression:
-            return float(text)
-        if names is not None and str(text) in names:
-            return list(names).index(str(text))
-        as_int = int(text) if not isinstance(text, float) or text.is_integer() else None
-        if as_int is not None and (names is None or 0 <= as_int < len(names)):
-            return as_int
-    except (TypeError, ValueError):
-        pass
-    expected = "a number" if regression else ("one of " + ", ".join(names) if names else "an integer class id")
-    raise LtpDeployError(f"Bad label {value!r} at {where}: expected {expected}.")
-
-
-def _build(rows: list[tuple[int, list[Any]]], header: list[str] | None, path: Path, text_column: Column,
-           text_pair_column: Column | None, label_column: Column | None, label_names: Sequence[str] | None,
-           regression: bool, task: str | None, n_columns: int | None = None, skip_short: bool = False) -> Examples:
-    """Turn parsed rows into Examples; string labels without ``label_names`` become sorted unique names."""
-    if not rows:
-        raise LtpDeployError(f"Data file {path} has no data rows: point to a file with examples.")
-    width = len(header) if header is not None else (n_columns or len(rows[0][1]))
-    ti = _column_index(text_column, header, width, path)
-    pi = None if text_pair_column is None else _column_index(text_pair_column, header, width, path)
-    li = None if label_column is None else _column_index(label_column, header, width, path)
-    texts, pairs, raw = [], [], []
-    for line, fields in rows:
-        if len(fields) != width:
-            if skip_short and len(fields) < width:
-                continue
-            raise LtpDeployError(f"Malformed row in {path} line {line}: expected {width} fields, found "
-                                 f"{len(fields)}; fix or remove the row (TSV files are tab-separated, unquoted).")
-        for i in (ti, pi):
-            if i is not None and fields[i] is None:
-                raise LtpDeployError(f"Missing text in {path} line {line}: fill it in or drop the row.")
-        texts.append(str(fields[ti]).strip())
-        if pi is not None:
-            pairs.append(str(fields[pi]).strip())
-        if li is not None:
-            raw.append((fields[li], f"{path} line {line}"))
-    labels = None
-    names = None if label_names is None else list(label_names)
-    if li is not None:
-        if not regression and names is None and any(isinstance(v, str) and not re.fullmatch(r"\s*-?\d+\s*", v)
-                                                     for v, _ in raw):
-            names = sorted({str(v).strip() for v, _ in raw if v is not None and str(v).strip()})
-        ids = [_label_id(v, names, regression, where) for v, where in raw]
-        labels = np.asarray(ids, dtype=np.float32 if regression else np.int64)
-    return Examples(texts, pairs if pi is not None else None, labels, names, task, regression, str(path))
-
+# Rows and their faults (encoding, field size, missing or invisible texts, labels) live in ``readers``.
 
 def _read_glue_file(spec: TaskSpec, path: Path) -> Examples:
-    rows = _read_rows(path)
+    rows = read_rows(path)
     header = [h.strip() for h in rows.pop(0)[1]] if spec.has_header else None
-    return _build(rows, header, path, spec.text_column, spec.text_pair_column, spec.label_column,
+    return build(rows, header, path, spec.text_column, spec.text_pair_column, spec.label_column,
                   spec.label_names, spec.is_regression, spec.name, spec.n_columns, spec.skip_short_rows)
 
 
@@ -263,6 +162,7 @@ def load_glue(task: str, split: str = "dev", glue_dir: str | os.PathLike | None 
         raise LtpDeployError(f"GLUE_DIR is not set, so GLUE data for {spec.folder} cannot be found: "
                              f"set GLUE_DIR to a folder laid out as {layout}.")
     path = Path(glue_dir) / spec.folder / files[split]
+    refuse_symlink_loop(path, "Data file")
     if not path.is_file():
         raise LtpDeployError(f"GLUE data for {spec.folder} not found at {path}: "
                              f"set GLUE_DIR to a folder laid out as {layout}.")
@@ -320,18 +220,21 @@ def load_table(path: str | os.PathLike, text_column: Column, text_pair_column: C
         LtpDeployError: missing/empty file, unknown suffix, missing column, malformed row or bad label.
     """
     path = Path(path)
-    rows = _read_rows(path)
+    rows = read_rows(path)
     header = None
     if has_header or path.suffix.lower() == ".jsonl":
         header = [str(h).strip() for h in rows.pop(0)[1]]
-    return _build(rows, header, path, text_column, text_pair_column, label_column, label_names, regression, None)
+    return build(rows, header, path, text_column, text_pair_column, label_column, label_names, regression, None)
 
 
 def _looks_like_glue(spec: TaskSpec, path: Path) -> bool:
     if path.suffix.lower() != ".tsv" or not path.is_file():
         return False
-    with open(path, encoding="utf-8-sig") as f:
-        first = f.readline().rstrip("\r\n").split("\t")
+    with open(path, "rb") as f:
+        try:  # a file that is not UTF-8 is named by the loader it then goes to (``readers.read_text``)
+            first = f.readline().decode("utf-8-sig").rstrip("\r\n").split("\t")
+        except UnicodeDecodeError:
+            return False
     if spec.has_header:
         cols = (spec.text_column, spec.text_pair_column, spec.label_column)
         return all(c in [h.strip() for h in first] for c in cols if c is not None)
@@ -360,7 +263,8 @@ def load_examples(data: str | os.PathLike | None, task: str | None, split: str =
     if spec is not None and text_column is None and _looks_like_glue(spec, path):
         return _read_glue_file(spec, path)
     if text_column is None and spec is None:
-        raise LtpDeployError(f"No text column given for {path}: name it (for example text_column='sentence').")
+        raise LtpDeployError(f"No text column given for {path}: name it with --text-column (e.g. --text-column "
+                             "sentence), or give --task for a file in that task's layout.")
     if spec is not None:
         if text_column is None:
             text_column, text_pair_column, label_column = spec.text_column, spec.text_pair_column, spec.label_column
@@ -399,6 +303,10 @@ def _load_hub(ref: str, spec: TaskSpec | None, split: str, text_column: Column |
         if spec and spec.label_names and hub_names and set(hub_names) <= set(spec.label_names):
             raw_labels = [names.index(hub_names[v]) if v >= 0 else v for v in raw_labels]
         labels = np.asarray(raw_labels, dtype=np.float32 if regression else np.int64)
+        bad = np.flatnonzero(~np.isfinite(labels))
+        if bad.size:
+            raise LtpDeployError(f"hub:{ref} ({hub_split}) row {int(bad[0])} has the label {labels[bad[0]]}, not a "
+                                 f"finite number ({bad.size} such rows): filter those rows out of the data set.")
     return Examples([str(t).strip() for t in texts], None if pairs is None else [str(t).strip() for t in pairs],
                     labels, names, spec.name if spec else None, regression, f"hub:{ref}/{hub_split}")
 
@@ -438,9 +346,9 @@ def encode(tokenizer: Any, examples: Examples, max_length: int, padding: str = "
     idx = list(range(len(examples))) if indices is None else [int(i) for i in indices]
     all_pairs = examples.text_pairs
     for i in idx:
-        if not examples.texts[i].strip() or (all_pairs is not None and not all_pairs[i].strip()):
-            raise LtpDeployError(f"Row {i} of {examples.source or 'the data'} has an empty text: "
-                                 "drop or fill in empty rows before encoding.")
+        if is_blank(examples.texts[i]) or (all_pairs is not None and is_blank(all_pairs[i])):
+            raise LtpDeployError(f"Row {i} of {examples.source or 'the data'} has an empty text (nothing but "
+                                 "whitespace or invisible characters): drop or fill in empty rows before encoding.")
     if not idx:
         raise LtpDeployError("Nothing to encode: pass at least one example.")
     texts = [examples.texts[i] for i in idx]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import stat
 from dataclasses import dataclass
@@ -325,6 +326,103 @@ CASES = [
          lambda b, w: ["export", _ltp_edit(w, prune_mode="topk", token_keep_rate=2), "-o", w / "o"],
          "token_keep_rate must be a fraction"),
 ]
+
+
+# --- finite or refused; data-file faults as sentences
+
+def _stsb_file(work: Path, score: str) -> Path:
+    """An STS-B-layout file whose third pair has ``score``."""
+    path = work / "stsb.tsv"
+    rows = [("a plane is taking off .", "an air plane is taking off .", "5.000"),
+            ("a man plays a flute .", "a man plays a large flute .", "3.800"),
+            ("a dog runs .", "a cat sleeps .", score)]
+    path.write_text("sentence1\tsentence2\tscore\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return path
+
+
+def _nan_weights(command: str):
+    def setup(b: Path, w: Path) -> list:
+        folder = _copy(b / "ckpt", w, "nan-ckpt")
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(folder / "model.safetensors"))
+        state["bert.encoder.layer.1.intermediate.dense.weight"][0, 0] = float("nan")
+        save_file(state, str(folder / "model.safetensors"))
+        return [command, folder] + (["-o", w / "out"] if command == "export" else [])
+    return setup
+
+
+def _data_file(name: str, payload: bytes | str):
+    def setup(b: Path, w: Path) -> list:
+        path = w / name
+        path.write_bytes(payload if isinstance(payload, bytes) else payload.encode("utf-8"))
+        column = "text" if name.endswith(".jsonl") else "sentence"
+        return ["export", b / "ckpt", "--data", path, "--text-column", column, "-o", w / "o"]
+    return setup
+
+
+def _loop(w: Path, name: str) -> Path:
+    (w / name).symlink_to(w / f"{name}-2")
+    (w / f"{name}-2").symlink_to(w / name)
+    return w / name
+
+
+def _disagreeing_weights(b: Path, w: Path) -> list:
+    from safetensors.torch import load_file
+
+    folder = _copy(b / "ckpt", w, "two-files")
+    state = load_file(str(folder / "model.safetensors"))
+    state["classifier.bias"] = state["classifier.bias"] + 1.0
+    torch.save(state, folder / "pytorch_model.bin")
+    return ["export", folder, "-o", w / "out"]
+
+
+_B = "sentence\tlabel\nfine film\t1\n"
+FINITE_AND_FILE_CASES = [
+    Case("train-stsb-nan-score",
+         lambda b, w: ["train", "--model", b / "ckpt", "--task", "stsb", "--train-data", _stsb_file(w, "nan"),
+                       "--dev-data", _stsb_file(w, "nan"), "-o", w / "t"], "stsb.tsv line 4 is not a finite number"),
+    Case("train-stsb-inf-score",
+         lambda b, w: ["train", "--model", b / "ckpt", "--task", "stsb", "--train-data", _stsb_file(w, "inf"),
+                       "-o", w / "t"], "is not a finite number"),
+    Case("check-nan-score", lambda b, w: ["check", b / "export", "--task", "stsb", "--data", _stsb_file(w, "nan")],
+         "line 4 is not a finite number"),
+    Case("check-inf-score", lambda b, w: ["check", b / "export", "--task", "stsb", "--data", _stsb_file(w, "-inf")],
+         "line 4 is not a finite number"),
+    Case("export-nan-weights", _nan_weights("export"), "the checkpoint holds NaN/inf weights: retrain or restore it"),
+    Case("inspect-nan-weights", _nan_weights("inspect"), "'bert.encoder.layer.1.intermediate.dense.weight'"),
+    Case("data-latin1", _data_file("latin.tsv", (_B + "caf\u00e9 cr\u00e8me\t0\n").encode("latin1")),
+         "iconv -f latin1 -t utf-8"),
+    Case("data-utf16", _data_file("wide.tsv", (_B + "caf\u00e9\t0\n").encode("utf-16")), "iconv -f utf-16 -t utf-8"),
+    Case("data-zero-width-text", _data_file("zw.tsv", _B + "\u200b\u200b\t0\n"),
+         "zw.tsv line 3 has an empty text in column 'sentence' (only invisible characters: U+200B)"),
+    Case("data-jsonl-number-text", _data_file("n.jsonl", '{"text": "fine", "label": 1}\n{"text": 42, "label": 0}\n'),
+         "n.jsonl line 2 has a number (42)"),
+    Case("data-jsonl-list-text", _data_file("l.jsonl", '{"text": ["a", "b"], "label": 1}\n'), "has a list"),
+    Case("data-field-beyond-16-mi-characters",
+         _data_file("broken.csv", 'sentence,label\nfine,1\n"' + "x" * (1 << 24) + "\n"), "line 3 holds a field of over"),
+    Case("data-without-text-column",
+         lambda b, w: ((w / "d.tsv").write_text(_B), ["export", b / "ckpt", "--data", w / "d.tsv", "-o", w / "o"])[1],
+         "--text-column sentence"),
+    Case("data-symlink-loop",
+         lambda b, w: ["export", b / "ckpt", "--data", _loop(w, "d.tsv"), "--text-column", "sentence", "-o", w / "o"],
+         "is a symbolic link that leads back to itself"),
+    Case("export-checkpoint-symlink-loop", lambda b, w: ["export", _loop(w, "ckpt-link"), "-o", w / "o"],
+         "ckpt-link is a symbolic link that leads back to itself"),
+    Case("inspect-symlink-loop", lambda b, w: ["inspect", _loop(w, "ckpt-link")], "symlink loop"),
+    Case("train-model-symlink-loop",
+         lambda b, w: ["train", "--model", _loop(w, "m"), "--task", "sst2", "-o", w / "t"], "symlink loop"),
+    Case("check-reference-symlink-loop",
+         lambda b, w: ["check", b / "export", "--task", "sst2", "--reference", _loop(w, "ref")], "symlink loop"),
+    Case("weights-files-disagree", _disagreeing_weights, "two weight files that disagree"),
+    Case("data-is-a-folder",
+         lambda b, w: ((w / "dev").mkdir(), ["check", b / "export", "--task", "sst2", "--data", w / "dev"])[1],
+         "dev is a folder: name a .csv, .tsv or .jsonl file inside it"),
+    Case("data-is-a-pipe",
+         lambda b, w: (os.mkfifo(w / "feed.tsv"), ["check", b / "export", "--task", "sst2", "--data",
+                                                   w / "feed.tsv"])[1], "is not a regular file (a pipe or a device)"),
+]
+CASES += FINITE_AND_FILE_CASES
 
 _LTP_SOURCE: dict[str, Path] = {}
 

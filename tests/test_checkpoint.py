@@ -194,3 +194,80 @@ def test_spec_round_trip(tmp_path):
     spec.save(tmp_path)
     assert PruningSpec.load(tmp_path) == spec
     assert PruningSpec.load(tmp_path / "nothing-here") is None
+
+
+# ------------------------------------------------------------------------------------------ weights checked at load
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_named_at_load(tmp_path, make_bert, bad):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(make_bert(name="bert-nan"), tmp_path)
+    state = load_file(str(folder / "model.safetensors"))
+    key = "bert.encoder.layer.2.attention.output.dense.weight"
+    state[key][3, 5] = bad
+    save_file(state, str(folder / "model.safetensors"))
+    message = expect_error(folder, repr(key), "the checkpoint holds NaN/inf weights: retrain or restore it")
+    assert ("1 NaN and 0 inf" if math.isnan(bad) else "0 NaN and 1 inf") in message
+    with pytest.raises(LtpDeployError, match="NaN/inf weights"):  # the dense twin is no way around it
+        load_checkpoint(folder, dense=True)
+
+
+def test_non_finite_ltp_threshold_is_named_with_its_file_key(make_ltp):
+    folder = make_ltp(name="ltp-nan")
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    key = "ibert.encoder.layer.2.attention.self.pruner.keep_threshold"
+    state[key] = torch.tensor(float("nan"))
+    torch.save(state, folder / "pytorch_model.bin")
+    expect_error(folder, repr(key), "NaN/inf weights")
+
+
+def test_save_checkpoint_refuses_non_finite_weights_and_writes_nothing(make_bert, tmp_path):
+    ckpt = load_checkpoint(make_bert(name="bert-save-nan"))
+    with torch.no_grad():
+        ckpt.model.classifier.bias[1] = float("nan")
+    with pytest.raises(LtpDeployError, match="'classifier.bias'.*NaN/inf weights"):
+        save_checkpoint(ckpt.model, tmp_path / "out", ckpt.hf_config)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _with_pickle_twin(folder, change=None):
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    if change is not None:
+        change(state)
+    torch.save(state, folder / "pytorch_model.bin")
+    return state
+
+
+def test_two_weight_files_that_agree_load_silently(tmp_path, make_bert):
+    folder = _copy(make_bert(name="bert-two-same"), tmp_path)
+    _with_pickle_twin(folder)  # save_pretrained's two formats, the same tensors
+    alone = load_checkpoint(make_bert(name="bert-two-same-ref")).model.state_dict()
+    both = load_checkpoint(folder).model.state_dict()
+    assert both.keys() == alone.keys() and all(torch.equal(both[k], alone[k]) for k in alone)
+
+
+@pytest.mark.parametrize("older", ["pytorch_model.bin", "model.safetensors"])
+def test_two_weight_files_that_disagree_name_the_one_to_delete(tmp_path, make_bert, older):
+    import os
+
+    folder = _copy(make_bert(name="bert-two-differ"), tmp_path)
+    key = "bert.encoder.layer.1.output.dense.bias"
+    _with_pickle_twin(folder, lambda s: s[key].add_(0.5))
+    newer = "model.safetensors" if older == "pytorch_model.bin" else "pytorch_model.bin"
+    os.utime(folder / older, (1_600_000_000, 1_600_000_000))
+    os.utime(folder / newer, (1_700_000_000, 1_700_000_000))
+    expect_error(folder, "two weight files that disagree", f"values of {key!r}",
+                 f"delete the stale one ({older} is the older file)")
+    _with_pickle_twin(folder, lambda s: s.pop(key))  # a tensor in one file only
+    expect_error(folder, "two weight files that disagree", repr(key))
+
+
+def test_a_symlink_loop_as_the_checkpoint_is_one_sentence(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    expect_error(tmp_path / "a", "is a symbolic link that leads back to itself", "ls -l")
+    (tmp_path / "c").symlink_to(tmp_path / "c")  # a link to itself
+    expect_error(tmp_path / "c", "symlink loop")

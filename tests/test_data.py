@@ -400,8 +400,10 @@ def test_encode_pairs(tokenizer):
 
 def test_encode_rejects_empty_text(tokenizer):
     ex = D.Examples(["fine", "   ", "ok"], None, None, source="x.csv")
-    with pytest.raises(LtpDeployError, match=r"Row 1 of x\.csv has an empty text: drop or fill in"):
+    with pytest.raises(LtpDeployError, match=r"Row 1 of x\.csv has an empty text .*: drop or fill in"):
         D.encode(tokenizer, ex, max_length=16)
+    with pytest.raises(LtpDeployError, match="Row 1 .*invisible"):  # zero-width space, word joiner, BOM: nothing shows
+        D.encode(tokenizer, D.Examples(["fine", "\u200b \u2060\ufeff"], None, None), max_length=16)
     assert D.encode(tokenizer, ex, max_length=16, indices=[0, 2])["input_ids"].shape[0] == 2
     with pytest.raises(LtpDeployError, match="Row 0"):
         D.encode(tokenizer, D.Examples(["a"], [""], None), max_length=16)
@@ -468,3 +470,115 @@ def test_imdb_missing_or_too_small_says_how_to_fix(tmp_path, monkeypatch):
         D.load_imdb("dev", tmp_path)
     with pytest.raises(LtpDeployError, match="Unknown split 'test' for IMDB"):
         D.load_imdb("test", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------- file faults as sentences
+
+@pytest.mark.parametrize("encoding, bom, expect", [
+    ("latin1", b"", "iconv -f latin1 -t utf-8"),
+    ("cp1252", b"", "iconv -f cp1252 -t utf-8"),
+    ("utf-16", b"", "iconv -f utf-16 -t utf-8"),  # Python's utf-16 writes a byte-order mark
+    ("utf-16-le", b"", "iconv -f utf-16le -t utf-8"),  # no byte-order mark: every other byte 0
+])
+def test_a_file_that_is_not_utf8_names_the_iconv_that_converts_it(tmp_path, encoding, bom, expect):
+    text = "sentence\tlabel\nfine film\t1\n\u201ccaf\u00e9\u201d cr\u00e8me\t0\n" if encoding == "cp1252" else \
+        "sentence\tlabel\nfine film\t1\ncaf\u00e9 cr\u00e8me\t0\n"
+    path = tmp_path / "reviews.tsv"
+    path.write_bytes(bom + text.encode(encoding))
+    with pytest.raises(LtpDeployError) as info:
+        D.load_table(path, "sentence", label_column="label")
+    message = str(info.value)
+    assert "is not UTF-8 text" in message and expect in message and "\n" not in message, message
+    if encoding in ("latin1", "cp1252"):
+        assert "on line 3" in message  # where the first foreign byte sits
+    # The encoding the message names is the right one: converting with it gives the file's own text back.
+    named = expect.split()[2]
+    converted = tmp_path / "reviews-utf8.tsv"
+    converted.write_text(path.read_bytes().decode(named), encoding="utf-8")
+    assert D.load_table(converted, "sentence", label_column="label").texts[1] == text.splitlines()[2].split("\t")[0]
+    with pytest.raises(LtpDeployError, match="is not UTF-8 text"):  # a task's own layout goes the same way
+        D.load_examples(path, "sst2")
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_long_fields_are_read_and_absurd_ones_refused(tmp_path, suffix):
+    import csv
+
+    review = "a long review . " * 20000  # 320,000 characters: past csv's default limit of 131,072
+    sep = "\t" if suffix == ".tsv" else ","
+    path = tmp_path / f"long{suffix}"
+    path.write_text(f"sentence{sep}label\nshort{sep}0\n{review}{sep}1\n", encoding="utf-8")
+    limit = csv.field_size_limit()
+    ex = D.load_table(path, "sentence", label_column="label")
+    assert ex.texts[1] == review.strip() and ex.labels.tolist() == [0, 1]
+    assert csv.field_size_limit() == limit  # the process-wide limit is given back
+    from ltp_deploy.readers import MAX_FIELD_CHARS
+
+    broken = tmp_path / f"broken{suffix}"  # one field past the limit: an unclosed quote swallows the rest
+    broken.write_text(f"sentence{sep}label\nok{sep}1\n\"{'x' * (MAX_FIELD_CHARS + 1)}\n", encoding="utf-8")
+    with pytest.raises(LtpDeployError, match=r"broken\.(tsv|csv) line 3 holds a field of over 16,777,216 characters"):
+        D.load_table(broken, "sentence", label_column="label")
+    assert csv.field_size_limit() == limit
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\u200b\u200b \u200d", "\ufeff", "\u2060\u00ad", " \u3164 ", ""])
+def test_invisible_texts_are_refused_as_empty_naming_the_line(tmp_path, text):
+    path = tmp_path / "d.tsv"
+    path.write_text(f"sentence\tlabel\nfine\t1\n{text}\t0\n", encoding="utf-8")
+    with pytest.raises(LtpDeployError, match=r"d\.tsv line 3 has an empty text in column 'sentence'"):
+        D.load_table(path, "sentence", label_column="label")
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(json.dumps({"a": "fine", "b": "ok", "y": 1}) + "\n" + json.dumps({"a": "x", "b": text, "y": 0}),
+                     encoding="utf-8")
+    with pytest.raises(LtpDeployError, match=r"p\.jsonl line 2 has an empty text in column 'b'"):
+        D.load_table(pairs, "a", "b", "y")
+
+
+def test_visible_texts_with_invisible_characters_inside_are_kept(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("sentence\tlabel\nfine\u200bfilm\t1\n\u00e9\t0\n\u0301a\t1\n", encoding="utf-8")
+    assert D.load_table(path, "sentence", label_column="label").texts == ["fine\u200bfilm", "\u00e9", "\u0301a"]
+
+
+@pytest.mark.parametrize("value, kind", [(42, "a number"), (4.5, "a number"), (["a", "b"], "a list"),
+                                         (True, "a boolean"), ({"t": "a"}, "an object")])
+def test_jsonl_texts_must_be_strings(tmp_path, value, kind):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "fine", "label": 1}) + "\n" + json.dumps({"text": value, "label": 0}) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(LtpDeployError, match=rf"d\.jsonl line 2 has {kind} .* where column 'text' needs a text"):
+        D.load_table(path, "text", label_column="label")
+    path.write_text(json.dumps({"text": "fine", "label": 1}) + "\n" + json.dumps({"q": "a", "label": 0}) + "\n",
+                    encoding="utf-8")
+    with pytest.raises(LtpDeployError, match=r"Missing text in .*d\.jsonl line 2"):  # null / absent: missing
+        D.load_table(path, "text", label_column="label")
+
+
+@pytest.mark.parametrize("score", ["nan", "NaN", "inf", "-inf", "Infinity", "1e39"])
+def test_non_finite_scores_are_refused_naming_the_line(tmp_path, score):
+    path = tmp_path / "stsb.tsv"
+    path.write_text(f"sentence1\tsentence2\tscore\na\tb\t3.8\nc\td\t{score}\n", encoding="utf-8")
+    with pytest.raises(LtpDeployError, match=rf"Label '{score}' at .*stsb\.tsv line 3 is not a finite number"):
+        D.load_examples(path, "stsb")
+    path.write_text("sentence1\tsentence2\tscore\na\tb\t3.8\nc\td\t-1e30\n", encoding="utf-8")
+    assert D.load_examples(path, "stsb").labels.tolist() == [pytest.approx(3.8), pytest.approx(-1e30)]
+    jsonl = tmp_path / "s.jsonl"  # JSON's own NaN (which json.loads accepts)
+    jsonl.write_text('{"t": "a", "y": 1.5}\n{"t": "b", "y": NaN}\n', encoding="utf-8")
+    with pytest.raises(LtpDeployError, match=r"s\.jsonl line 2 is not a finite number"):
+        D.load_table(jsonl, "t", label_column="y", regression=True)
+
+
+def test_a_missing_text_column_names_the_command_line_option(tmp_path):
+    path = write(tmp_path / "d.tsv", [["review", "label"], ["fine", "1"]])
+    with pytest.raises(LtpDeployError, match=r"--text-column \(e\.g\. --text-column sentence\)") as info:
+        D.load_examples(path, None)
+    assert "text_column=" not in str(info.value)
+
+
+def test_a_symlink_loop_as_the_data_file_is_one_sentence(tmp_path):
+    (tmp_path / "a.tsv").symlink_to(tmp_path / "b.tsv")
+    (tmp_path / "b.tsv").symlink_to(tmp_path / "a.tsv")
+    with pytest.raises(LtpDeployError, match=r"a\.tsv is a symbolic link that leads back to itself"):
+        D.load_table(tmp_path / "a.tsv", "sentence")
+    with pytest.raises(LtpDeployError, match="symlink loop"):
+        D.load_examples(tmp_path / "a.tsv", "sst2")

@@ -4,7 +4,7 @@ Every case runs on the real exported graphs of ``tests/test_runtimes.py`` (the M
 exports) in ONNX Runtime CPU, OpenVINO (IR) and torch. Each bad batch must be refused with one line naming the
 problem, and the runtime's own inference (``_infer``) must never be reached. The limits in the expected messages
 come from the checkpoint's ``EncoderConfig``, the graphs' limits from their export metadata. A bare graph with no
-metadata beside it still runs and gets the checks that need no limits.
+metadata beside it still runs, and reads its limits from its own embedding tables (``runtimes.tables``).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def _bare(folder, graph, *more):
 def test_bare_graph_runs_and_still_checks(roberta_subject, adapter, tmp_path, monkeypatch):
     subject = roberta_subject
     runtime = BARE[adapter](subject, tmp_path / "bare")
-    assert runtime.limits is None, "no metadata beside the graph: no limits"
+    assert runtime.limits == InputLimits.of(subject.ckpt.config), "no metadata: the limits come from the graph"
     good = subject.batches["mixed"]
     _agree(subject, runtime.run(good), good)
     message = refused(runtime, {k: v[0] for k, v in good.items()}, monkeypatch)
@@ -274,3 +274,51 @@ def test_bare_graph_runs_and_still_checks(roberta_subject, adapter, tmp_path, mo
 @pytest.fixture(scope="module")
 def roberta_subject(tmp_path_factory, minilm_dir, make_roberta) -> Subject:
     return subject_for("roberta", tmp_path_factory, minilm_dir, make_roberta)
+
+
+# ---------------------------------------------------------- a bare graph's limits, read from its embedding tables
+
+EXPORTED = {  # the same graph opened with its export metadata beside it
+    "onnxruntime-cpu": lambda s: open_runtime(s.onnx),
+    "openvino-onnx": lambda s: open_runtime(s.onnx, backend="openvino"),
+    "openvino-xml": lambda s: open_runtime(s.xml),
+}
+
+
+def _bare_bad(batch, cfg):
+    """The three batches a bare graph used to pass on (ORT: raw InvalidArgument; OpenVINO: silent logits)."""
+    ids = copy(batch)
+    ids["input_ids"][0, 1] = cfg.vocab_size
+    n = 600
+    long = {"input_ids": np.full((1, n), batch["input_ids"][0, 0]), "attention_mask": np.ones((1, n), np.int64),
+            "token_type_ids": np.zeros((1, n), np.int64)}
+    types = copy(batch)
+    types["token_type_ids"][0, 1] = 5
+    return {"id vocab_size": (ids, ["input_ids", str(cfg.vocab_size), f"[0, {cfg.vocab_size})"]),
+            "600 tokens": (long, ["600 tokens", f"maximum input length of {cfg.max_length}"]),
+            "token type 5": (types, ["token_type_ids", "5", f"[0, {cfg.type_vocab_size})"])}
+
+
+@pytest.mark.parametrize("adapter", list(BARE))
+@pytest.mark.parametrize("name", ["minilm", "roberta"])
+def test_bare_graph_checks_its_own_limits(name, adapter, tmp_path, monkeypatch, tmp_path_factory, minilm_dir,
+                                          make_roberta):
+    """model.onnx or model.xml + .bin alone in a folder: the limits come from the word, position and token-type
+    tables (RoBERTa's pad offset included), bad batches are one sentence, a good batch equals the export's answer."""
+    subject = subject_for(name, tmp_path_factory, minilm_dir, make_roberta)
+    cfg = subject.ckpt.config
+    runtime = BARE[adapter](subject, tmp_path / "bare")
+    assert runtime.limits == InputLimits.of(cfg)
+    key = (subject.name, f"exported {adapter}")
+    exported = _RUNTIMES[key] = _RUNTIMES.get(key) or EXPORTED[adapter](subject)
+    for batch in ("b1", "mixed"):
+        good = subject.batches[batch]
+        logits, kept = runtime.run(good)
+        want_logits, want_kept = exported.run(good)
+        assert np.allclose(logits, want_logits, rtol=0, atol=1e-6) and np.array_equal(kept, want_kept)
+    for case, (bad, fragments) in _bare_bad(subject.batches["mixed"], cfg).items():
+        if case == "token type 5" and "token_type_ids" not in runtime.input_names:
+            continue  # RoBERTa's graph takes no token types: the key is ignored
+        with monkeypatch.context() as patch:
+            message = refused(runtime, bad, patch)
+        assert all(f in message for f in fragments), (case, message)

@@ -668,3 +668,75 @@ def test_teacher_memo_returns_the_teachers_own_outputs_and_runs_each_example_onc
             torch.testing.assert_close(cls, torch.cat(expect), atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(logits, teacher.head(torch.cat(expect)), atol=1e-5, rtol=1e-4)
     assert memo.computed == len(data)
+
+
+# ------------------------------------------------------------------------------------------------ finite or refused
+
+def _tiny_examples(labels) -> "Examples":
+    from conftest import SENTENCES
+    from ltp_deploy.data import Examples
+
+    labels = np.asarray(labels, dtype=np.float32)
+    return Examples(SENTENCES[:len(labels)], None, labels, None, "stsb", True, "in memory")
+
+
+def test_a_nan_loss_stops_the_stage_at_that_step(small_bert):
+    """A NaN label that bypassed the file readers (examples built in code): the loss is NaN at the first step and
+    the stage stops there, before any update spreads it into the weights."""
+    from ltp_deploy.training import TrainingDiverged
+
+    labels = [1.0, 2.0, 3.0, 4.0] * 4
+    labels[5] = float("nan")
+    data = TrainData.build(small_bert[1], _tiny_examples(labels), 32)
+    model = load_checkpoint(small_bert[0].path).model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = TrainSettings(model="unused", task="stsb", output="unused", batch_size=16)
+    with pytest.raises(TrainingDiverged, match=r"dense stage at step 1 of 3 \(the loss became nan\): lower --dense-lr"):
+        fit_dense(model, data, 3, 1e-4, settings, True, np.random.default_rng(0))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # stopped before the update
+    finite = TrainData.build(small_bert[1], _tiny_examples([1.0, 2.0, 3.0, 4.0] * 4), 32)
+    assert fit_dense(model, finite, 3, 1e-4, settings, True, np.random.default_rng(0)).steps == 3  # the same, finite
+
+
+def test_weights_turning_non_finite_stop_the_stage_at_its_end(small_bert):
+    """The loss of the last step is finite (taken before its update), but the update leaves inf/NaN weights: the
+    end-of-stage check names one."""
+    from ltp_deploy.training import TrainingDiverged
+
+    data = TrainData.build(small_bert[1], _tiny_examples([1.0, 2.0, 3.0, 4.0] * 4), 32)
+    model = load_checkpoint(small_bert[0].path).model
+    settings = TrainSettings(model="unused", task="stsb", output="unused", batch_size=16, warmup=0.0)
+    with pytest.raises(TrainingDiverged, match=r"step 1 of 1 \(the weight bert\..* holds NaN/inf values\)"):
+        fit_dense(model, data, 1, float("inf"), settings, True, np.random.default_rng(0))
+    thresholds = Thresholds(model.config.num_layers, 0.01, False)
+    model = load_checkpoint(small_bert[0].path).model
+    settings = TrainSettings(model="unused", task="stsb", output="unused", batch_size=16, warmup=0.0,
+                             threshold_lr=float("inf"), soft_lr=0.0)
+    with pytest.raises(TrainingDiverged, match=r"soft stage .*the weight thresholds\.delta holds NaN/inf"):
+        learn_thresholds(model, thresholds, data, 1, settings, True, np.random.default_rng(0))
+
+
+def test_train_that_diverges_writes_nothing_and_names_the_dense_model_to_resume_from(minilm_dir,
+                                                                                        tmp_path, monkeypatch, capsys):
+    """A tiny encoder-only model: stage 0 writes the dense model, stage 1 diverges (--soft-lr 1e30); the pruned
+    output is not written, the dense one is intact and finite, and the sentence says where to resume."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from conftest import SENTENCES
+
+    encoder = tmp_path / "encoder"
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+              add_pooling_layer=True).save_pretrained(str(encoder))
+    AutoTokenizer.from_pretrained(str(minilm_dir)).save_pretrained(str(encoder))
+    data = tmp_path / "sst2.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{s}\t{i % 2}\n" for i, s in enumerate(SENTENCES[:32])))
+    out = tmp_path / "ltp"
+    code, _, err = cli(monkeypatch, capsys, "train", "--model", encoder, "--task", "sst2", "--train-data", data,
+                       "--dev-data", data, "-o", out, "--batch-size", 8, "--dense-steps", 2, "--soft-steps", 4,
+                       "--hard-steps", 1, "--soft-lr", 1e30)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith("error: Training diverged in the soft stage"), err
+    assert f"nothing was written to {out}" in line and f"(--model {tmp_path / 'ltp-dense'})" in line
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    assert load_checkpoint(tmp_path / "ltp-dense").spec is None  # loads: finite weights, as the sentence says

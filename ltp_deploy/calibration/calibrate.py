@@ -22,7 +22,8 @@ from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
 from ltp_deploy.data import default_max_length, get_task, load_examples
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.outputs import check_output
+from ltp_deploy.outputs import check_output, reserved
+from ltp_deploy.paths import refuse_symlink_loops
 from ltp_deploy.spec import MODES
 
 
@@ -61,6 +62,8 @@ class CalibrateSettings:
             raise LtpDeployError(f"--max-eval-examples must be at least 1, got {self.max_eval_examples}.")
         if (self.max_length is not None and self.max_length < 2) or self.n_ref < 1:
             raise LtpDeployError("--max-length must be at least 2 and --n-ref at least 1: fix the option.")
+        refuse_symlink_loops([(self.checkpoint, "Checkpoint"), (self.calibration_data, "Data file"),
+                              (self.dev_data, "Data file")])  # before the output rules resolve them
         check_output(self.output, "checkpoint", **self.output_rules)
 
 
@@ -84,6 +87,11 @@ def calibrate(settings: CalibrateSettings) -> CalibrationReport:
         LtpDeployError: bad options, missing data, an untrained head, an unreachable FLOPs target.
     """
     settings.validate()
+    with reserved(settings.output):  # held from the start: a second run naming the same output is refused at once
+        return _calibrate(settings)
+
+
+def _calibrate(settings: CalibrateSettings) -> CalibrationReport:
     task = get_task(settings.task)
     ckpt = load_checkpoint(settings.checkpoint, dense=True)
     if ckpt.head_initialized:

@@ -94,15 +94,15 @@ def check(
     rules = {"inputs": (model, reference, data), "overwrite": overwrite}
     check_outputs([(json_out, "report", "--json"), (junit, "junit", "--junit")], **rules)
     report = run_check(settings)
+    if interactive():  # the results first: a report that cannot be written (a full disk) does not hide them
+        _print_table(report)
+    else:
+        for line in summary_lines(report):
+            print(line, flush=True)
     if json_out is not None:
         write_json(json_out, report, **rules)
     if junit is not None:
         write_junit(junit, report, **rules)
-    if interactive():
-        _print_table(report)
-    else:
-        for line in summary_lines(report):
-            print(line)
     for label, path in (("report", json_out), ("JUnit report", junit)):
         if path is not None:
             print(f"wrote {label} {path}")

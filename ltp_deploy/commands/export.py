@@ -80,6 +80,7 @@ def export(
     from ltp_deploy.data import load_examples
     from ltp_deploy.errors import LtpDeployError
     from ltp_deploy.outputs import check_output
+    from ltp_deploy.paths import refuse_symlink_loops
     from ltp_deploy.spec import PruningSpec
 
     from ltp_deploy.exporters.validate import INT8_SENTENCES
@@ -100,6 +101,8 @@ def export(
     if spec is not None and dense:
         raise LtpDeployError("--spec and --dense contradict each other: drop one of them.")
     rules = {"inputs": (checkpoint, spec, data, calibration_data), "overwrite": overwrite}
+    refuse_symlink_loops([(checkpoint, "Checkpoint"), (spec, "Spec file"), (data, "Data file"),
+                          (calibration_data, "Data file")])  # named before the output rules resolve them
     check_output(output, "export", **rules)
     ckpt = load_checkpoint(checkpoint, spec=PruningSpec.read(spec) if spec else None, dense=dense)
     examples = None

@@ -39,7 +39,9 @@ def describe(path: Path) -> dict:
     from ltp_deploy.artifact import is_export, open_artifact
     from ltp_deploy.checkpoint import CONFIG_FILE, load_checkpoint
     from ltp_deploy.errors import LtpDeployError
+    from ltp_deploy.paths import refuse_symlink_loop
 
+    refuse_symlink_loop(path, "Checkpoint or export")
     if not path.exists():
         raise LtpDeployError(f"{path} does not exist: pass a checkpoint folder, an export folder or a graph file.")
     if path.is_dir() and (path / CONFIG_FILE).is_file() and not is_export(path):

@@ -44,6 +44,8 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(
         "--batch-wait-ms", help="Longest wait for a batch to fill, in milliseconds.")] = 5.0,
     max_texts: Annotated[int, typer.Option("--max-texts", help="Most texts one request may send (else 413).")] = 64,
+    max_body_mb: Annotated[float, typer.Option(
+        "--max-body-mb", help="Largest request body in MiB (else 413).")] = 32.0,
     max_length: Annotated[Optional[int], typer.Option(
         "--max-length", help="Tokens per text (default: the model's maximum).")] = None,
     on_overlong: Annotated[str, typer.Option(
@@ -67,10 +69,12 @@ def serve(
     import os
 
     from ltp_deploy.outputs import check_output
-    from ltp_deploy.serving.ingress import ingress_env
+    from ltp_deploy.serving.ingress import LOOPBACK_ENV, ingress_env
 
     for key, value in ingress_env(ingress).items():  # before Ray is imported: Serve reads these on import
         os.environ.setdefault(key, value)
+    if write_config is None:
+        os.environ.update(LOOPBACK_ENV)  # Ray's own processes on 127.0.0.1 (read on import, like the above)
     try:
         from ltp_deploy.serving.app import ServeOptions
         from ltp_deploy.serving.server import check_options, serve_forever, write_config as write
@@ -81,7 +85,7 @@ def serve(
                              "'ltp-deploy[serve]'.") from None
     options = ServeOptions(export=str(export), backend=backend, threads=threads, replicas=replicas,
                            max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms, max_texts=max_texts,
-                           max_length=max_length, on_overlong=on_overlong, task=task)
+                           max_length=max_length, on_overlong=on_overlong, task=task, max_body_mb=max_body_mb)
     check_options(options, host, port)
     if write_config is not None:
         check_output(write_config, "report", inputs=(export,), overwrite=overwrite, option="--write-config")
@@ -132,6 +136,10 @@ def loadtest(
 
         predictor = Predictor(verify, backend=backend, task=task)  # loaded first: a bad path fails before any load
     report = run_loadtest(url, texts, concurrency, requests or len(texts), timeout_s)
+    if report["answered"] == 0 and report["dropped"]:
+        raise LtpDeployError(f"Nothing answered at {url} (all {report['dropped']} requests dropped: no server "
+                             "listening, or none within --timeout-s): start it with `ltp-deploy serve EXPORT`, or "
+                             "check the URL.")
     if predictor is not None:
         check_answers(report, texts, predictor)
     report.pop("_answers")

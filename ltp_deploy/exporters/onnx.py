@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +21,10 @@ from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters.steps import ExportResult, ExportValidationError, export_validated
+from ltp_deploy.interrupts import received
 from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
+from ltp_deploy.output_locks import scratch_dir
+from ltp_deploy.outputs import writing
 from ltp_deploy.artifact import OUTPUT_NAMES
 
 GRAPH_FILE = "model.onnx"
@@ -50,7 +52,7 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None,
         axes[0] = torch.export.Dim("batch")
     dynamic = {n: axes for n in names}
     model = SingleSequenceClassifier(model.eval()) if single_sequence else model.eval()
-    with _quiet_exporter():
+    with _quiet_exporter(), writing(path):
         torch.onnx.export(
             model, args, str(path), dynamo=True, input_names=list(names), output_names=list(OUTPUT_NAMES),
             dynamic_shapes=dynamic, opset_version=opset, optimize=True, external_data=False, verbose=False,
@@ -103,11 +105,12 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
         meta = {"exporter": EXPORTER, "single_sequence": single}
         if precision == "fp32":
             return {"opset": torch_to_onnx(model, path, opset, single), **meta}
-        with tempfile.TemporaryDirectory(prefix="ltp-deploy-onnx-") as tmp:
-            fp32 = Path(tmp) / "model.onnx"
+        with scratch_dir("onnx") as tmp:
+            fp32 = tmp / "model.onnx"
             graph_opset = torch_to_onnx(model, fp32, opset, single)
-            return {"opset": graph_opset, **meta, "quantization": quantize_onnx(fp32, path, model.config, model.spec,
-                                                                          int8_scope)}
+            with writing(path):
+                quantization = quantize_onnx(fp32, path, model.config, model.spec, int8_scope)
+            return {"opset": graph_opset, **meta, "quantization": quantization}
 
     return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
                             open_for_validation=OnnxRuntimeCPU, single_sequence=single_sequence,
@@ -136,13 +139,24 @@ def _check_opset(opset: int | None) -> None:
                              "it out for the default.")
 
 
+# Loggers that print progress, warnings or (once a Ctrl-C is turned into a TypeError by fake tensors) long
+# tracebacks while torch.onnx exports.
+_EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "torch._subclasses.fake_tensor")
+
+
+def _not_after_a_signal(record: logging.LogRecord) -> bool:
+    """Drop log records once SIGINT/SIGTERM has arrived: they describe the interruption, not a fault."""
+    return received() is None
+
+
 @contextlib.contextmanager
 def _quiet_exporter():
     """torch.onnx prints progress lines and warnings we do not want in a CLI's output."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx")]
+    loggers = [logging.getLogger(n) for n in _EXPORTER_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+        lg.addFilter(_not_after_a_signal)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -150,6 +164,7 @@ def _quiet_exporter():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+            lg.removeFilter(_not_after_a_signal)
 
 
 __all__ = ["EXPORTER", "GRAPH_FILE", "ExportResult", "ExportValidationError", "export_onnx", "torch_to_onnx"]

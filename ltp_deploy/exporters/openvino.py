@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from ltp_deploy.checkpoint import Checkpoint
@@ -34,6 +33,7 @@ from ltp_deploy.exporters.steps import ExportResult, export_validated
 from ltp_deploy.exporters.onnx import EXPORTER, _check_scope, torch_to_onnx
 from ltp_deploy.exporters.validate import INT8_ATOL
 from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.output_locks import scratch_dir
 
 GRAPH_FILE = "model.xml"  # model.bin is written beside it
 BATCH1_FILE = "model-b1.xml"  # the batch-1 form (+ model-b1.bin), as in exporters.onnx
@@ -96,14 +96,14 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
 
     def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
         meta = {"exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
-        with tempfile.TemporaryDirectory(prefix="ltp-deploy-onnx-") as onnx_dir:
-            onnx_path = Path(onnx_dir) / "model.onnx"
+        with scratch_dir("onnx") as onnx_dir:
+            onnx_path = onnx_dir / "model.onnx"
             meta["opset"] = torch_to_onnx(model, onnx_path, single_sequence=single)
             graph = ov.convert_model(str(onnx_path))
             if precision == "int8":
                 graph, meta["quantization"] = _quantize(graph, model, ckpt.tokenizer(), calibration,
                                                         calibration_note or {}, int8_scope)
-            ov.save_model(graph, str(path), compress_to_fp16=(precision == "fp16"))  # it compresses by default
+            _save(ov, graph, path, out, compress_to_fp16=(precision == "fp16"))  # it compresses by default
         return meta
 
     def open_for_validation(path: Path):
@@ -118,6 +118,18 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT}, min_agreement=min_agreement,
         overwrite=overwrite, inputs=inputs,
     )
+
+
+def _save(ov, graph, path: Path, out, compress_to_fp16: bool) -> None:
+    """``openvino.save_model``; its C++ stream failure (a full disk, a size limit) becomes one sentence."""
+    try:
+        ov.save_model(graph, str(path), compress_to_fp16=compress_to_fp16)
+    except RuntimeError as e:
+        if "iostream error" not in str(e) and "Can't open" not in str(e):
+            raise
+        raise LtpDeployError(f"OpenVINO could not write the IR while writing {out} ({str(e).strip()[:80]}): the "
+                             "disk may be full or the file over a size limit (ulimit -f): free some space, or "
+                             "write somewhere else.") from e
 
 
 def _check_precision(precision: str) -> None:

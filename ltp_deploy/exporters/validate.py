@@ -6,6 +6,8 @@ counts per layer) whatever the target.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -79,11 +81,16 @@ class ValidationReport:
         return [c.name for c in self.cases if not c.kept_counts_equal and self.case_passed(c)]
 
     def failures(self) -> list[str]:
-        return [
-            f"{c.name}: kept counts DIFFER" if not c.kept_counts_equal
-            else f"{c.name}: max |diff| {c.max_abs_diff:.2e} (atol {self.atol:.0e})"
-            for c in self.cases if not self.case_passed(c)
-        ]
+        """One phrase per failed case; non-finite logits (a NaN/inf difference) are named as such, since no
+        tolerance could pass them (weights are checked finite at load, so they come from the computation)."""
+        def phrase(c: CaseResult) -> str:
+            if not c.kept_counts_equal:
+                return f"{c.name}: kept counts DIFFER"
+            if not math.isfinite(c.max_abs_diff):
+                return f"{c.name}: NaN/inf logits, which no --atol can pass"
+            return f"{c.name}: max |diff| {c.max_abs_diff:.2e} (atol {self.atol:.0e})"
+
+        return [phrase(c) for c in self.cases if not self.case_passed(c)]
 
     def to_dict(self) -> dict:
         return {"runtime": self.runtime, "atol": self.atol, "passed": self.passed,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,27 @@ class Runtime(ABC):
     "cuda"), ``precision`` (the arithmetic the runtime computes in: "fp32" or "bf16"; weights stored in fp16
     are widened on load, so ``weights`` says how they were stored) and ``load_seconds`` (wall time of loading
     and compiling, measured once in the constructor; the first ``run`` may still pay lazy initialisation).
-    ``limits`` holds the model's input limits (``None`` for a bare graph without export metadata).
+    ``limits`` holds the model's input limits: from the export metadata or config, or, for a bare graph, read from
+    the graph's embedding tables (``runtimes.tables``; ``None`` where no table is found).
     ``dense_layers`` is set for a graph without a ``kept_counts`` output (a foreign dense graph such as an Optimum
     export): ``run`` then reports each row's real length as its kept count at every one of these layers.
+
+    Thread safety (every adapter, ``BatchOneRouter`` included): one loaded runtime may be shared by any number of
+    threads. Concurrent ``run`` calls never see each other's batches: each returns the answer of its own batch,
+    in arrays it owns, exactly as if the calls had been made one after the other. How each adapter keeps it:
+
+    * ``OnnxRuntimeCPU``: ``InferenceSession.run`` is thread-safe (ONNX Runtime's documented contract); calls run
+      concurrently, sharing the session's intra-op thread pool.
+    * ``OnnxRuntimeCUDA``: a fresh IO binding per call, and each calling thread its own output buffers
+      (``IOBinder``), so no call writes into another's outputs.
+    * ``OpenVINOCPU``: a pool of ``InferRequest``s, one checked out per call, as many as the compiled model's
+      ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 with the latency hint: calls take turns; one per stream with the
+      throughput hint: calls run in parallel); a caller waits while all are busy.
+    * ``TorchRuntime``: the model's forward is stateless; with ``threads`` set, a process-wide lock guards the
+      ``torch.set_num_threads`` / run / restore sequence (torch's thread count is global), so such calls take
+      turns and the process's setting is restored afterwards.
+
+    Attributes are set once at load and only read afterwards; ``load_seconds`` is not updated by ``run``.
     """
 
     name: str  # e.g. "onnxruntime-cpu"
@@ -99,13 +117,16 @@ def dense_kept_counts(attention_mask: np.ndarray, layers: int) -> np.ndarray:
     return np.repeat(lengths[:, None], layers, axis=1)
 
 
-def read_graph(path: str | Path, outputs: Iterable[str]) -> tuple[InputLimits | None, int | None, str]:
+def read_graph(path: str | Path, outputs: Iterable[str],
+               graph_limits: Callable[[], InputLimits | None] | None = None
+               ) -> tuple[InputLimits | None, int | None, str]:
     """``(limits, dense_layers, weights)`` of the graph file ``path`` whose outputs are named ``outputs``: what a
     graph adapter sets as ``limits``, ``dense_layers`` and ``weights``. The one place a runtime reads export
     metadata or config.json.
 
     ``limits`` come from the export metadata or, for a foreign dense graph, the ``config.json`` beside it
-    (``artifact.open_model_artifact``); ``None`` for a bare graph, whose batches are then checked without limits.
+    (``artifact.open_model_artifact``); for a bare graph (neither beside it) from ``graph_limits()``, the adapter's
+    reader of the graph's own embedding tables (``runtimes.tables``), called only then; ``None`` without it.
     ``dense_layers`` is None when the graph has ``kept_counts``; for a graph with only ``logits`` and a config,
     the config's layer count. ``weights`` is the export's stored precision ("fp32" without metadata).
 
@@ -120,6 +141,8 @@ def read_graph(path: str | Path, outputs: Iterable[str]) -> tuple[InputLimits | 
     limits = InputLimits.of(art.config) if art else None
     weights = (art.metadata.get("precision") if art else None) or "fp32"
     if "kept_counts" in names and "logits" in names:
+        if art is None and graph_limits is not None:
+            limits = graph_limits()
         return limits, None, weights
     if "logits" not in names or art is None or not art.foreign:
         missing = "logits" if "logits" not in names else "kept_counts"
@@ -147,7 +170,8 @@ class BatchOneRouter(Runtime):
     """An export's two graphs behind one ``Runtime``: batches of one run ``single`` (the batch-1 graph, fewer
     nodes), larger batches run ``batched``. Both are loaded by the same adapter with the same options; every
     attribute (``name``, ``precision``, ``weights``, ``limits``, an adapter's ``session`` or ``compiled``) is
-    ``batched``'s, except ``load_seconds``: the sum of both loads."""
+    ``batched``'s, except ``load_seconds``: the sum of both loads. Thread-safe as its two runtimes are (``Runtime``):
+    it holds no state of its own and only picks one of them per call."""
 
     def __init__(self, batched: Runtime, single: Runtime):
         self.batched, self.single = batched, single

@@ -21,11 +21,12 @@ REQUIRED_INPUTS = ("input_ids", "attention_mask")  # token_type_ids may be left 
 @dataclass(frozen=True)
 class InputLimits:
     """What the model's tables allow: ids in [0, vocab_size), token types in [0, type_vocab_size), and at most
-    ``max_length`` tokens per row (``EncoderConfig.max_length``)."""
+    ``max_length`` tokens per row (``EncoderConfig.max_length``). A limit is None when it is unknown (a bare graph
+    whose table could not be found, ``runtimes.tables``): that rule is then not checked."""
 
-    vocab_size: int
-    type_vocab_size: int
-    max_length: int
+    vocab_size: int | None
+    type_vocab_size: int | None
+    max_length: int | None
 
     @classmethod
     def of(cls, config) -> InputLimits:
@@ -46,7 +47,8 @@ def check_batch(batch: Mapping, input_names: tuple[str, ...],
     * ids are integers (any integer dtype); the mask may also be bool. Its values are 0/1, every row holds at
       least one real token, and padding is on the right (1s, then 0s).
     * with ``limits`` (the model's config): ``0 <= input_ids < vocab_size``, ``0 <= token_type_ids <
-      type_vocab_size`` and length ``<= max_length``. Without limits (a bare graph), only negative ids are refused.
+      type_vocab_size`` and length ``<= max_length``. Without limits (or where one is None), only negative ids
+      are refused.
 
     Vectorised: a few numpy reductions per input, no loop over rows.
 
@@ -77,7 +79,7 @@ def check_batch(batch: Mapping, input_names: tuple[str, ...],
     if "token_type_ids" in input_names and "token_type_ids" not in feed:
         feed["token_type_ids"] = np.zeros(shape, dtype=np.int64)
         feed = {n: feed[n] for n in input_names}
-    if limits is not None and shape[1] > limits.max_length:
+    if limits is not None and limits.max_length is not None and shape[1] > limits.max_length:
         raise LtpDeployError(f"The batch is {shape[1]} tokens long, longer than the model's maximum input length "
                              f"of {limits.max_length}: truncate to {limits.max_length} tokens (tokenizer "
                              f"truncation=True, max_length={limits.max_length}).")

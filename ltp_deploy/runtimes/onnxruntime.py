@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.artifact import OUTPUT_NAMES
 from ltp_deploy.runtimes.base import LoadTimer, Runtime, read_graph
+from ltp_deploy.runtimes.tables import onnx_graph_limits
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 _OUTPUT_DTYPES = {"logits": np.float32, "kept_counts": np.int64}
@@ -23,6 +25,9 @@ _OUTPUT_DTYPES = {"logits": np.float32, "kept_counts": np.int64}
 
 class OnnxRuntimeCPU(Runtime):
     """An ``onnxruntime.InferenceSession`` on the CPU provider, all graph optimisations on.
+
+    Thread-safe with no lock: ``InferenceSession.run`` may be called from several threads at once (ONNX Runtime's
+    contract), each call returning new arrays; ``tests/test_threads.py`` checks it.
 
     Args:
         path: an ``.onnx`` file.
@@ -36,7 +41,8 @@ class OnnxRuntimeCPU(Runtime):
             self.session = _session(path, threads, ["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
-        self.limits, self.dense_layers, self.weights = read_graph(path, (o.name for o in self.session.get_outputs()))
+        self.limits, self.dense_layers, self.weights = read_graph(path, (o.name for o in self.session.get_outputs()),
+                                                                  lambda: onnx_graph_limits(path))
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         outputs = self.session.run(list(self.output_names), feed)
@@ -47,7 +53,8 @@ class OnnxRuntimeCUDA(Runtime):
     """An ``InferenceSession`` on the CUDA provider; never falls back to the CPU silently.
 
     Inputs are copied to the GPU and the outputs are written into preallocated GPU buffers through IO
-    binding: their shapes, ``logits`` (B, C) and ``kept_counts`` (B, L) (absent from a foreign dense graph,
+    binding (``IOBinder``: a binding per call, buffers per calling thread, so sharing the runtime between threads is
+    safe): their shapes, ``logits`` (B, C) and ``kept_counts`` (B, L) (absent from a foreign dense graph,
     ``Runtime.dense_layers``), are known from the batch size alone even though the graph's inner shapes depend
     on the data. Shape subgraphs (NonZero's count, TopK's K) still run on the host; ONNX Runtime inserts the
     copies.
@@ -85,7 +92,8 @@ class OnnxRuntimeCUDA(Runtime):
             )
         self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.single_sequence = takes_single_sequence(self.session)
-        self.limits, self.dense_layers, self.weights = read_graph(path, (o.name for o in self.session.get_outputs()))
+        self.limits, self.dense_layers, self.weights = read_graph(path, (o.name for o in self.session.get_outputs()),
+                                                                  lambda: onnx_graph_limits(path))
         self._binder = IOBinder(self.session, "cuda", device_id, outputs=self.output_names)
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -96,8 +104,10 @@ class IOBinder:
     """Runs a session through IO binding on one ORT device (``"cuda"``; ``"cpu"`` in tests).
 
     ``outputs``: the (batch, fixed width) outputs to bind, ``logits`` first (``Runtime.output_names``); ``run``
-    returns ``(logits, kept_counts)``, kept counts None when only ``logits`` is bound. The output buffers for the
-    current batch size are allocated once and reused until the batch size changes.
+    returns ``(logits, kept_counts)``, kept counts None when only ``logits`` is bound. Each calling thread has its
+    own output buffers, allocated for its current batch size and reused until that changes; with a fresh binding
+    per call, concurrent ``run`` calls never write into each other's outputs (one shared set of buffers would be a
+    race: two threads binding the same memory, or one replacing it for another batch size mid-call).
     """
 
     def __init__(self, session, device_type: str, device_id: int = 0, outputs: tuple[str, ...] = OUTPUT_NAMES):
@@ -107,26 +117,39 @@ class IOBinder:
         if missing:
             raise LtpDeployError(f"The graph has no output {missing[0]!r}: it was not exported by ltp-deploy; "
                                  "export it with `ltp-deploy export`.")
-        self._batch_size, self._outputs = None, {}
+        self._local = threading.local()  # per thread: batch_size and the output buffers for it
 
     def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         from onnxruntime import OrtValue
 
-        batch_size = next(iter(feed.values())).shape[0]
-        if batch_size != self._batch_size:
-            self._outputs = {n: OrtValue.ortvalue_from_shape_and_type((batch_size, self.widths[n]), _OUTPUT_DTYPES[n],
-                                                                       *self.device) for n in self.outputs}
-            self._batch_size = batch_size
+        outputs = self._buffers(next(iter(feed.values())).shape[0])
         binding = self.session.io_binding()
         inputs = {n: OrtValue.ortvalue_from_numpy(a, *self.device) for n, a in feed.items()}  # alive until run ends
         for n, value in inputs.items():
             binding.bind_ortvalue_input(n, value)
-        for n, value in self._outputs.items():
+        for n, value in outputs.items():
             binding.bind_ortvalue_output(n, value)
         self.session.run_with_iobinding(binding)
-        # Copies: the buffers are reused by the next call (on ORT's CPU device numpy() would alias them).
-        kept = self._outputs.get("kept_counts")
-        return self._outputs["logits"].numpy().copy(), None if kept is None else kept.numpy().copy()
+        # Copies: the buffers are reused by this thread's next call (on ORT's CPU device numpy() would alias them).
+        kept = outputs.get("kept_counts")
+        return outputs["logits"].numpy().copy(), None if kept is None else kept.numpy().copy()
+
+    @property
+    def _batch_size(self) -> int | None:
+        """The batch size of the calling thread's buffers (None before its first call)."""
+        return getattr(self._local, "batch_size", None)
+
+    def _buffers(self, batch_size: int) -> dict:
+        """This thread's output buffers for ``batch_size`` rows, reallocated when its batch size changes."""
+        local = self._local
+        if self._batch_size != batch_size:
+            from onnxruntime import OrtValue
+
+            local.outputs = {n: OrtValue.ortvalue_from_shape_and_type((batch_size, self.widths[n]),
+                                                                      _OUTPUT_DTYPES[n], *self.device)
+                             for n in self.outputs}
+            local.batch_size = batch_size
+        return local.outputs
 
 
 def takes_single_sequence(session) -> bool:

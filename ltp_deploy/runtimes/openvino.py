@@ -11,19 +11,29 @@ Example::
 
 from __future__ import annotations
 
+import queue
 from pathlib import Path
 
 import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes.base import LoadTimer, Runtime, read_graph
+from ltp_deploy.runtimes.tables import openvino_graph_limits
 
 HINTS = ("latency", "throughput")
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # our name -> OpenVINO element type
 
 
 class OpenVINOCPU(Runtime):
-    """A model compiled for OpenVINO's CPU plugin, run through one ``InferRequest``.
+    """A model compiled for OpenVINO's CPU plugin, run through a pool of ``InferRequest``s.
+
+    An ``InferRequest`` serves one call at a time (a second concurrent ``infer`` raises "Infer Request is busy"
+    or, worse, reads the other call's outputs), so each ``run`` checks one out of the pool and returns it when its
+    outputs are copied: one runtime is safe to share between threads. The pool holds the compiled model's
+    ``OPTIMAL_NUMBER_OF_INFER_REQUESTS``, made at load: 1 with the latency hint (one CPU stream: concurrent calls
+    take turns, as more requests would only queue inside the plugin), one per stream with the throughput hint
+    (concurrent calls run in parallel). A caller waits while every request is busy. A single thread always gets
+    the same request back, so its cost is one uncontended queue get/put per call.
 
     Args:
         path: an ``.xml`` IR (with its ``.bin`` beside it) or an ``.onnx`` file.
@@ -63,7 +73,7 @@ class OpenVINOCPU(Runtime):
             except RuntimeError as e:  # OpenVINO reports unreadable or unsupported graphs as RuntimeError
                 first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
                 raise LtpDeployError(f"OpenVINO cannot load {path} ({first}): re-export it.") from None
-            self.request = self.compiled.create_infer_request()
+            self._requests = request_pool(self.compiled)
         actual = self.compiled.get_property(hints.inference_precision()).get_type_name()
         self.precision = {v: k for k, v in PRECISIONS.items()}.get(actual, actual)
         self.weights = "fp16" if stores_fp16_weights(model) else "fp32"
@@ -72,17 +82,29 @@ class OpenVINOCPU(Runtime):
         batch_axis = self.compiled.inputs[0].get_partial_shape()[0]
         self.single_sequence = batch_axis.is_static and batch_axis.get_length() == 1
         names = {name for p in self.compiled.outputs for name in p.get_names()}
-        self.limits, self.dense_layers, stored = read_graph(path, names)
+        self.limits, self.dense_layers, stored = read_graph(path, names, lambda: openvino_graph_limits(model))
         if stored == "int8":
             self.weights = stored
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        self.request.infer(feed)
-        # Copies: the request reuses its output memory on the next call.
-        logits = np.array(self.request.get_tensor("logits").data, dtype=np.float32)
-        if self.dense_layers:
-            return logits, None
-        return logits, np.array(self.request.get_tensor("kept_counts").data, dtype=np.int64)
+        request = self._requests.get()  # blocks while every request is serving another thread
+        try:
+            request.infer(feed)
+            # Copies, made before the request goes back: its next call reuses the output memory.
+            logits = np.array(request.get_tensor("logits").data, dtype=np.float32)
+            kept = None if self.dense_layers else np.array(request.get_tensor("kept_counts").data, dtype=np.int64)
+        finally:
+            self._requests.put(request)
+        return logits, kept
+
+
+def request_pool(compiled) -> queue.Queue:
+    """A queue holding ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (at least 1) new infer requests of ``compiled``."""
+    count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    pool: queue.Queue = queue.Queue()
+    for _ in range(count):
+        pool.put(compiled.create_infer_request())
+    return pool
 
 
 def cpu_capabilities(core) -> list[str]:

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,10 @@ from ltp_deploy.runtimes.base import LoadTimer, Runtime
 from ltp_deploy.runtimes.inputs import InputLimits
 
 
+# torch.set_num_threads is process-wide: one lock for every TorchRuntime, held from setting it to restoring it.
+THREADS_LOCK = threading.Lock()
+
+
 class TorchRuntime(Runtime):
     """Runs ``PrunedClassifier`` in fp32 under ``torch.inference_mode``.
 
@@ -29,7 +34,11 @@ class TorchRuntime(Runtime):
         model: a checkpoint folder (loaded with ``load_checkpoint``, its own spec) or a loaded model.
         device: "cpu", "cuda" or "cuda:N".
         threads: torch intra-op threads while this runtime runs (restored afterwards; torch's setting is
-            process-wide).
+            process-wide, so runs with ``threads`` set hold ``THREADS_LOCK`` from setting it to restoring it: they
+            take turns, and two threads never restore each other's value).
+
+    Thread-safe: the forward pass keeps no state, so calls without ``threads`` run concurrently (with whatever
+    thread count the process has); calls with ``threads`` take turns under ``THREADS_LOCK``.
 
     Raises:
         LtpDeployError: CUDA asked for but torch sees no GPU; anything ``load_checkpoint`` rejects.
@@ -57,13 +66,17 @@ class TorchRuntime(Runtime):
 
     def _infer(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         tensors = [torch.from_numpy(a).to(self.device) for a in feed.values()]
-        previous = torch.get_num_threads()
-        if self.threads:
+        if not self.threads:
+            return self._forward(tensors)
+        with THREADS_LOCK:  # without it, thread B reads A's value as "previous" and restores it for good
+            previous = torch.get_num_threads()
             torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                logits, kept = self.model(*tensors)
-        finally:
-            if self.threads:
+            try:
+                return self._forward(tensors)
+            finally:
                 torch.set_num_threads(previous)
+
+    def _forward(self, tensors: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            logits, kept = self.model(*tensors)
         return logits.float().cpu().numpy(), kept.cpu().numpy().astype(np.int64, copy=False)

@@ -1,7 +1,8 @@
 """What a serving replica does with texts: tokenise with the export's own tokenizer, run batches, answer per text.
 
-``Predictor`` knows no HTTP and no Ray: ``encode`` turns one ``Item`` into token ids (refusing an over-long text
-under ``on_overlong="reject"``, truncating it otherwise), and ``predict`` runs a list of encoded items as one
+``Predictor`` knows no HTTP and no Ray: ``encode`` turns one ``Item`` into token ids (cutting a huge text to
+``max_length * CHARS_PER_TOKEN`` characters first, then refusing an over-long text under ``on_overlong="reject"``,
+truncating it otherwise), and ``predict`` runs a list of encoded items as one
 right-padded batch through the runtime (the padding-free pruned graph ignores the padding) and answers each with
 its label, scores and kept tokens per layer. The Ray Serve deployment (``app``) batches items across requests and
 calls ``predict``; ``loadtest --verify`` calls ``predict`` one item at a time to check the server's answers.
@@ -24,6 +25,10 @@ from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.serving.requests import BadRequest, Item
 
 OVERLONG = ("truncate", "reject")
+# A text is cut to max_length * CHARS_PER_TOKEN characters before it is tokenised. English averages 4-6 characters
+# per WordPiece or BPE token; 64 leaves room for long words and runs of spaces, so only a text made mostly of
+# whitespace, invisible characters or words of dozens of letters is cut where a full tokenisation would not cut it.
+CHARS_PER_TOKEN = 64
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class Predictor:
             raise LtpDeployError(f"--max-length must lie in [2, {cfg.max_length}] (the model's maximum), got "
                                  f"{max_length}.")
         self.max_length = max_length or cfg.max_length
+        self.max_chars = self.max_length * CHARS_PER_TOKEN
         self.on_overlong = on_overlong
         spec = get_task(task) if task else None
         self.pairs = bool(spec and spec.text_pair_column is not None)
@@ -85,15 +91,27 @@ class Predictor:
                 "labels": list(self.labels)}
 
     def encode(self, item: Item) -> Encoded:
-        """Token ids of one item. Raises ``BadRequest`` (413) for an over-long text under ``on_overlong="reject"``."""
-        full = self.tokenizer(item.text, item.pair, truncation=False)
-        truncated = len(full["input_ids"]) > self.max_length
+        """Token ids of one item, cut to ``max_length`` tokens (``truncated`` says so).
+
+        A text longer than ``max_chars`` characters is cut to that many before it is tokenised, so a 20 MB text
+        costs no more than a long review; that is exact for any text of fewer than ``CHARS_PER_TOKEN`` characters
+        per token (the cut prefix alone has more than ``max_length`` tokens), and a cut text is always answered
+        ``truncated``. Raises ``BadRequest`` (413) for an over-long text under ``on_overlong="reject"``.
+        """
+        text, cut = self._cut(item.text)
+        pair, pair_cut = self._cut(item.pair) if item.pair is not None else (None, False)
+        full = self.tokenizer(text, pair, truncation=False)
+        tokens = len(full["input_ids"])
+        truncated = tokens > self.max_length or cut or pair_cut
         if truncated and self.on_overlong == "reject":
-            raise BadRequest(413, f"A text has {len(full['input_ids'])} tokens, more than the model's "
-                                  f"{self.max_length}: shorten it (this server refuses over-long texts).")
-        enc = self.tokenizer(item.text, item.pair, truncation=True, max_length=self.max_length) if truncated else full
+            raise BadRequest(413, _overlong_message(tokens, self.max_length, self.max_chars, cut or pair_cut))
+        enc = self.tokenizer(text, pair, truncation=True, max_length=self.max_length) if truncated else full
         types = enc.get("token_type_ids") or [0] * len(enc["input_ids"])
         return Encoded(tuple(enc["input_ids"]), tuple(types), truncated)
+
+    def _cut(self, text: str) -> tuple[str, bool]:
+        """``text`` cut to ``max_chars`` characters, and whether it was."""
+        return (text[:self.max_chars], True) if len(text) > self.max_chars else (text, False)
 
     def predict(self, items: list[Encoded]) -> list[dict]:
         """Run ``items`` as one batch (right-padded to the longest) and answer each."""
@@ -115,3 +133,12 @@ class Predictor:
         label_id = int(np.argmax(logits))
         return {"label": self.labels[label_id], "label_id": label_id,
                 "scores": [float(p) for p in shifted / shifted.sum()], **answer}
+
+
+def _overlong_message(tokens: int, max_length: int, max_chars: int, cut: bool) -> str:
+    if tokens > max_length:
+        count = f"at least {tokens}" if cut else str(tokens)
+        return (f"A text has {count} tokens, more than the model's {max_length}: shorten it (this server refuses "
+                "over-long texts).")
+    return (f"A text has more than {max_chars} characters, the most this server reads for the model's "
+            f"{max_length} tokens: shorten it (this server refuses over-long texts).")

@@ -25,7 +25,9 @@ Modules: ``settings`` (options, report), ``recipes`` (per-task defaults: IMDB ha
 (data), ``soft`` (stage 1's mask and its cost), ``budget``, ``teacher`` (the distillation teacher's outputs, kept
 per example), ``stages`` (the loops), ``run`` (``train``).
 
-Evaluation (after each stage, on the dev split) always uses the hard rule.
+Evaluation (after each stage, on the dev split) always uses the hard rule. Labels and weights must be finite: the
+data readers refuse a NaN/inf label and ``load_checkpoint`` NaN/inf weights before anything trains; a stage
+whose loss (checked every step) or weights (at its end) turn NaN/inf stops with ``TrainingDiverged``.
 
 Example::
 
@@ -39,11 +41,11 @@ from ltp_deploy.training.run import train
 from ltp_deploy.training.settings import DEFAULT_TARGET, StageLog, TrainReport, TrainSettings
 from ltp_deploy.training.soft import (LearnedScorers, Thresholds, final_importance, hard_flops_ratio, importance_loss,
                                       mask_penalty, soft_flops_ratio, soft_forward)
-from ltp_deploy.training.stages import _distill_loss, fit_dense, fit_hard, learn_thresholds
+from ltp_deploy.training.stages import TrainingDiverged, _distill_loss, fit_dense, fit_hard, learn_thresholds
 from ltp_deploy.training.teacher import TeacherMemo
 
 __all__ = ["train", "TrainSettings", "TrainReport", "StageLog", "DEFAULT_TARGET", "TrainData", "Thresholds", "LearnedScorers",
            "soft_forward", "mask_penalty", "soft_flops_ratio", "hard_flops_ratio", "Lagrangian", "BudgetController",
            "meet_budget", "drop_idle_pruners", "final_importance", "importance_loss",
            "fit_dense", "learn_thresholds", "fit_hard", "length_grouped_batches", "stage_steps", "_distill_loss",
-           "TeacherMemo"]
+           "TeacherMemo", "TrainingDiverged"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -16,12 +18,13 @@ from ltp_deploy.data import Examples, default_max_length, get_task, load_example
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.outputs import reserved
 from ltp_deploy.spec import PruningSpec
 from ltp_deploy.training.batches import TrainData, stage_steps
 from ltp_deploy.training.budget import drop_idle_pruners, meet_budget
 from ltp_deploy.training.settings import Log, StageLog, TrainReport, TrainSettings
 from ltp_deploy.training.soft import LearnedScorers, Thresholds
-from ltp_deploy.training.stages import fit_dense, fit_hard, learn_thresholds
+from ltp_deploy.training.stages import LEARNING_RATES, TrainingDiverged, fit_dense, fit_hard, learn_thresholds
 
 def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     """Run the three stages and write the checkpoints (each folder atomically).
@@ -32,7 +35,9 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     Returns:
         A ``TrainReport``; the pruned checkpoint is at ``report.output``, the dense one at ``report.dense_output``.
     Raises:
-        LtpDeployError: bad options, missing data or GLUE_DIR, a model that does not fit the task.
+        LtpDeployError: bad options, missing data or GLUE_DIR, a model that does not fit the task, non-finite
+            labels or weights (refused before training), a stage whose loss or weights turn NaN/inf (training stops
+            there; the output, written atomically at the end, is not written).
     Example::
 
         train(TrainSettings("minilm/", "sst2", "runs/sst2-ltp", max_examples=512, dense_steps=40))
@@ -40,6 +45,12 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     log = log or (lambda line: None)
     settings = settings.resolved()
     settings.validate()
+    with ExitStack() as outputs:  # held from the start: a second run naming the same output is refused at once
+        outputs.enter_context(reserved(settings.output))
+        return _train(settings, log, outputs)
+
+
+def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport:
     task = get_task(settings.task)
     train_ex = load_examples(settings.train_data, task.name, "train")
     dev_ex = load_examples(settings.dev_data, task.name, "dev")
@@ -52,6 +63,7 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     ckpt = load_checkpoint(settings.model, dense=True)
     if ckpt.head_initialized:
         settings.check_dense_output()
+        outputs.enter_context(reserved(settings.dense_path))
     model, hf_config = _task_model(ckpt, train_ex)
     tokenizer = ckpt.tokenizer()
     regression = train_ex.is_regression
@@ -66,8 +78,9 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
 
     dense_output, stage = None, None
     if ckpt.head_initialized:
-        stage = fit_dense(model, data, stage_steps(n, bs, settings.dense_epochs, settings.dense_steps, "dense"),
-                          settings.dense_lr, settings, regression, _stage_rng(settings.seed, 0))
+        with _diverged(settings, None):
+            stage = fit_dense(model, data, stage_steps(n, bs, settings.dense_epochs, settings.dense_steps, "dense"),
+                              settings.dense_lr, settings, regression, _stage_rng(settings.seed, 0))
         stages.append(stage)
     dense_eval = evaluate(model, dev)
     log(_stage_line("dense", stage, dense_eval, note="" if stage else "the input model, already fine-tuned"))
@@ -88,8 +101,9 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     soft_steps = stage_steps(n, bs, settings.soft_epochs, settings.soft_steps, "soft")
     scorers = LearnedScorers(model.config.num_layers, model.config.hidden_size) \
         if settings.scorer == "learned" else None
-    stage = learn_thresholds(model, thresholds, data, soft_steps, settings, regression, _stage_rng(settings.seed, 1),
-                             teacher, scorers)
+    with _diverged(settings, dense_output):
+        stage = learn_thresholds(model, thresholds, data, soft_steps, settings, regression,
+                                 _stage_rng(settings.seed, 1), teacher, scorers)
     stages.append(stage)
     source = {"method": "ltp-deploy train", "final_token_threshold": settings.final_token_threshold,
               "deltas": [float(d) for d in thresholds.delta.detach()], "lambda": settings.lambda_,
@@ -103,8 +117,9 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     log(_stage_line("soft", stage, soft_eval, pruned.spec))
 
     hard_steps = stage_steps(n, bs, settings.hard_epochs, settings.hard_steps, "hard")
-    stage = (fit_hard(pruned, data, hard_steps, settings, regression, _stage_rng(settings.seed, 2), teacher)
-             if hard_steps else None)
+    with _diverged(settings, dense_output):
+        stage = (fit_hard(pruned, data, hard_steps, settings, regression, _stage_rng(settings.seed, 2), teacher)
+                 if hard_steps else None)
     stages += [stage] if stage else []
     budget_dev = dev if settings.budget_examples is None or settings.budget_examples >= len(dev_ex) else \
         EncodedData.build(tokenizer, dev_ex.take(settings.budget_examples), length)
@@ -126,6 +141,22 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
     out = save_checkpoint(pruned.eval(), settings.output, hf_config, tokenizer=tokenizer, metadata=metadata,
                           **settings.output_rules)
     return TrainReport(dense_eval, soft_eval, final_eval, spec, stages, out, dense_output, metadata)
+
+
+@contextmanager
+def _diverged(settings: TrainSettings, dense_output: Path | None) -> Iterator[None]:
+    """A stage whose loss or weights turn NaN/inf ends ``train`` in one sentence: what happened, that the output
+    (written atomically at the end) was not written, what to lower, and the dense model to restart from if one
+    was written before."""
+    try:
+        yield
+    except TrainingDiverged as e:
+        unwritten = settings.output if dense_output or e.stage != "dense" else \
+            f"{settings.output} (nor the dense model to {settings.dense_path})"
+        resume = f", from the dense model already written (--model {dense_output})" if dense_output else ""
+        raise LtpDeployError(f"Training diverged in the {e.stage} stage at step {e.step} of {e.steps} ({e.what}), "
+                             f"so nothing was written to {unwritten}: lower {LEARNING_RATES[e.stage]} and train "
+                             f"again{resume}.") from None
 
 
 def _finish_thresholds(pruned: PrunedClassifier, data: EncodedData, settings: TrainSettings, log: Log):

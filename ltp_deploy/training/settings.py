@@ -11,6 +11,7 @@ from ltp_deploy.calibration.evaluate import Evaluation
 from ltp_deploy.data import get_task
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.outputs import check_output
+from ltp_deploy.paths import refuse_symlink_loops
 from ltp_deploy.spec import SCORERS, PruningSpec
 from ltp_deploy.training.recipes import recipe
 from ltp_deploy.training.soft import SOFT_MASKING
@@ -204,6 +205,8 @@ class TrainSettings:
             raise LtpDeployError(f"--scorer-lr must be positive, got {self.scorer_lr}: 1e-3 is the default.")
         if not 0 <= self.warmup < 1:
             raise LtpDeployError(f"--warmup must be a fraction in [0, 1), got {self.warmup}: 0.06 is usual.")
+        refuse_symlink_loops([(self.model, "Model"), (self.train_data, "Data file"),
+                              (self.dev_data, "Data file")])  # before the output rules resolve them
         check_output(self.output, "checkpoint", **self.output_rules)
         if self.dense_output is not None:  # asked for by name: checked now, even if stage 0 may not run
             self.check_dense_output()

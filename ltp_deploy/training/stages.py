@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ltp_deploy.allocator import kept_freed_memory
+from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.flops import flops_reduction
 from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.progress import progress_bar
@@ -20,6 +21,27 @@ from ltp_deploy.training.settings import StageLog, TrainSettings
 from ltp_deploy.training.soft import (LearnedScorers, Thresholds, final_importance, hard_flops_ratio, importance_loss,
                                       mask_penalty, soft_flops_ratio, soft_forward)
 from ltp_deploy.training.teacher import TeacherMemo
+
+# The options that set each stage's step sizes: what to lower when a stage diverges.
+LEARNING_RATES = {"dense": "--dense-lr", "soft": "--soft-lr, --threshold-lr or --scorer-lr", "hard": "--hard-lr"}
+
+
+class TrainingDiverged(LtpDeployError):
+    """A stage's loss or weights turned NaN/inf: training stops there (``train`` then writes nothing more)."""
+
+    def __init__(self, stage: str, step: int, steps: int, what: str):
+        self.stage, self.step, self.steps, self.what = stage, step, steps, what
+        super().__init__(f"Training diverged in the {stage} stage at step {step} of {steps} ({what}): lower "
+                         f"{LEARNING_RATES.get(stage, 'the learning rate')} and train again.")
+
+
+def refuse_non_finite_weights(stage: str, steps: int, modules: dict[str, nn.Module]) -> None:
+    """Raise ``TrainingDiverged`` naming the first parameter of ``modules`` (a name prefix each) holding NaN/inf."""
+    for prefix, module in modules.items():
+        for name, p in module.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise TrainingDiverged(stage, steps, steps, f"the weight {prefix}{name} holds NaN/inf values")
+
 
 def _adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with the usual groups: no decay on biases and LayerNorm weights."""
@@ -49,8 +71,13 @@ def _task_loss(logits, labels, regression: bool):
 
 
 def _optimise(name: str, steps: int, stream: Iterator[dict], step_loss: Callable[[dict], tuple[torch.Tensor, dict]],
-              optimizers: list, clip_params: list, warmup: float) -> StageLog:
-    """Run ``steps`` optimizer steps; ``step_loss(batch)`` returns the loss and scalars to log."""
+              optimizers: list, clip_params: list, warmup: float, watched: dict[str, nn.Module]) -> StageLog:
+    """Run ``steps`` optimizer steps; ``step_loss(batch)`` returns the loss and scalars to log.
+
+    Raises:
+        TrainingDiverged: a step's loss is NaN/inf (checked before its update), or a parameter of ``watched``
+            (name prefix -> module) is at the end of the stage.
+    """
     schedules = [_linear_schedule(opt, steps, warmup) for opt in optimizers]
     every = max(1, steps // 40)
     history, acc, count = [], {}, 0
@@ -58,6 +85,8 @@ def _optimise(name: str, steps: int, stream: Iterator[dict], step_loss: Callable
     with progress_bar(total=steps, description=name) as advance, kept_freed_memory():
         for step in range(steps):
             loss, extra = step_loss(next(stream))
+            if not bool(torch.isfinite(loss)):  # one scalar: cheap; stops before the update spreads it
+                raise TrainingDiverged(name, step + 1, steps, f"the loss became {float(loss.detach())}")
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -73,6 +102,7 @@ def _optimise(name: str, steps: int, stream: Iterator[dict], step_loss: Callable
                 acc, count = {}, 0
                 advance(0, f"{name} loss {history[-1]['loss']:.3f}")
             advance()
+    refuse_non_finite_weights(name, steps, watched)
     return StageLog(name, steps, time.perf_counter() - start, history)
 
 
@@ -87,7 +117,8 @@ def fit_dense(model: PrunedClassifier, data: TrainData, steps: int, lr: float, s
         return _task_loss(logits, b["labels"], regression), {}
 
     return _optimise("dense", steps, data.stream(settings.batch_size, rng), step_loss,
-                     [_adamw(model, lr, settings.weight_decay)], list(model.parameters()), settings.warmup)
+                     [_adamw(model, lr, settings.weight_decay)], list(model.parameters()), settings.warmup,
+                     {"": model})
 
 
 def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: TrainData, steps: int,
@@ -143,8 +174,9 @@ def learn_thresholds(model: PrunedClassifier, thresholds: Thresholds, data: Trai
         return task + lagrangian(ratio), logged
 
     clipped = list(model.parameters()) + (list(scorers.parameters()) if scorers is not None else [])
+    watched = {"": model, "thresholds.": thresholds, "scorers.": scorers, "lagrangian.": lagrangian}
     return _optimise("soft", steps, data.stream(settings.batch_size, rng), step_loss, optimizers, clipped,
-                     settings.warmup)
+                     settings.warmup, {k: m for k, m in watched.items() if m is not None})
 
 
 def _soft_schedule(settings: TrainSettings, step: int, steps: int) -> tuple[float, float | None]:
@@ -200,4 +232,4 @@ def fit_hard(model: PrunedClassifier, data: TrainData, steps: int, settings: Tra
 
     return _optimise("hard", steps, data.stream(settings.batch_size, rng), step_loss,
                      [_adamw(model, settings.hard_lr, settings.weight_decay)], list(model.parameters()),
-                     settings.warmup)
+                     settings.warmup, {"": model})
