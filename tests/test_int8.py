@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ltp_deploy.artifact import read_metadata
-from ltp_deploy.data import load_examples
+from ltp_deploy.data import encode, load_examples
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters.int8 import KINDS, fp32_scope, label_projections
 from ltp_deploy.exporters.onnx import ExportValidationError, export_onnx
@@ -147,13 +147,61 @@ def test_scope_and_labels():
     (["--target", "openvino", "--precision", "int8", "--data", "DEV", "--text-column", "sentence"],
      "calibrated on training sentences"),
     (["--target", "onnx", "--precision", "int8", "--task", "sst2", "--calibration-data", "DEV"],
-     "--calibration-data is for --precision int8 --target openvino"),
+     "--calibration-data is for --precision int8 with --target openvino or --int8-activations static"),
+    (["--target", "onnx", "--precision", "int8", "--int8-activations", "static", "--data", "DEV", "--text-column",
+      "sentence"], "Static INT8 (OpenVINO's, or --int8-activations static) is calibrated on training sentences"),
+    (["--target", "onnx", "--precision", "int8", "--int8-activations", "perhaps", "--task", "sst2"],
+     "Unknown --int8-activations 'perhaps': use dynamic or static"),
+    (["--target", "openvino", "--precision", "int8", "--int8-activations", "static", "--task", "sst2"],
+     "--int8-activations applies to --precision int8 --target onnx"),
+    (["--target", "onnx", "--int8-activations", "static"], "--int8-activations applies to --precision int8"),
 ])
 def test_cli_refuses_int8_without_its_data(roberta, glue, tmp_path, monkeypatch, capsys, args, fragment):
     args = [str(glue / "SST-2" / "dev.tsv") if a == "DEV" else a for a in args]
     code, _, err = run_cli(monkeypatch, capsys, "export", roberta.folder, *args, "-o", tmp_path / "x")
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+BATCH_INVARIANCE_ROWS, BATCH = 200, 32
+
+
+def _alone_and_in_batches(runtime, tokenizer, examples) -> tuple[list, list]:
+    """Each sentence of ``examples`` run alone, and the same sentences run in consecutive batches of 32."""
+    alone = [runtime.run(encode(tokenizer, examples, 128, indices=[i])) for i in range(len(examples))]
+    batched = []
+    for start in range(0, len(examples), BATCH):
+        rows = list(range(start, min(start + BATCH, len(examples))))
+        logits, kept = runtime.run(encode(tokenizer, examples, 128, indices=rows))
+        batched += [(logits[j:j + 1], kept[j:j + 1]) for j in range(len(rows))]
+    return alone, batched
+
+
+@pytest.mark.parametrize("target", ["onnx-static", "openvino"])
+def test_static_int8_answers_do_not_depend_on_the_batch(minilm, glue, sentences, calibration, tmp_path, target):
+    """With calibrated (static) activation scales, 200 dev sentences get the same predictions and kept counts
+    alone and inside batches of 32; on ONNX Runtime the very same logits. (OpenVINO's logits still move by up to
+    ~2e-3 with the batch shape: its CPU kernels differ by shape.) Dynamic INT8 scales each batch by its own range:
+    its logits move with the batchmates (measured alongside, the contrast that makes this test able to fail)."""
+    dev = load_examples(glue / "SST-2" / "dev.tsv", "sst2").take(BATCH_INVARIANCE_ROWS)
+    kwargs = {"precision": "int8", "examples": sentences, "calibration": calibration, "batch1_graph": False}
+    if target == "openvino":
+        graph = export_openvino(minilm.ckpt, tmp_path / "int8", **kwargs).graph
+    else:
+        graph = export_onnx(minilm.ckpt, tmp_path / "int8", int8_activations="static", **kwargs).graph
+        meta = read_metadata(graph.parent)["quantization"]
+        assert "static" in meta["scheme"] and meta["calibration"]["rows"] == len(calibration)
+    alone, batched = _alone_and_in_batches(open_runtime(graph), minilm.tokenizer, dev)
+    for i, ((a_logits, a_kept), (b_logits, b_kept)) in enumerate(zip(alone, batched)):
+        assert np.array_equal(a_kept, b_kept), f"sentence {i}: kept {a_kept} alone, {b_kept} in its batch"
+        assert np.argmax(a_logits) == np.argmax(b_logits), f"sentence {i}: logits {a_logits} vs {b_logits}"
+    if target == "onnx-static":  # integer kernels and fixed scales: bit for bit
+        assert max(np.abs(a[0] - b[0]).max() for a, b in zip(alone, batched)) == 0
+    if target == "onnx-static":
+        dynamic = export_onnx(minilm.ckpt, tmp_path / "dyn", precision="int8", examples=sentences,
+                              batch1_graph=False).graph
+        alone, batched = _alone_and_in_batches(open_runtime(dynamic), minilm.tokenizer, dev)
+        assert max(np.abs(a[0] - b[0]).max() for a, b in zip(alone, batched)) > 1e-5
 
 
 def test_cli_int8_export_check_and_inspect(minilm, glue, tmp_path, monkeypatch, capsys):

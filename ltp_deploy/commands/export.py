@@ -21,6 +21,8 @@ Examples:
   ltp-deploy export runs/sst2-ltp --target openvino --precision fp16 -o out/sst2-ov16
   ltp-deploy export runs/sst2-ltp --target openvino --single-sequence -o out/sst2-ov-b1
   ltp-deploy export runs/sst2-ltp --target onnx --precision int8 --task sst2 -o out/sst2-int8
+  ltp-deploy export runs/sst2-ltp --target onnx --precision int8 --int8-activations static --task sst2 \
+      -o out/sst2-int8-static                           # batch-invariant: calibrated activation scales
   ltp-deploy export runs/sst2-ltp --target openvino --precision int8 --task sst2 -o out/sst2-ov-int8
   ltp-deploy export ltp-roberta/ --data dev.tsv --text-column sentence -o out/ltp
 """
@@ -52,9 +54,14 @@ def export(
         "--int8-scope", help="INT8: 'decisions' keeps what feeds the keep decisions in fp32 (agreement >= 99%); "
                              "'all' quantizes every projection (faster; decisions move, so lower "
                              "--min-agreement).")] = "decisions",
+    int8_activations: Annotated[str, typer.Option(
+        "--int8-activations", help="INT8 with --target onnx: 'dynamic' (activation scales per batch at run time) "
+                                   "or 'static' (calibrated on training sentences: a sentence's answer does not "
+                                   "depend on its batchmates). OpenVINO's NNCF is always static.")] = "dynamic",
     calibration_data: Annotated[Optional[Path], typer.Option(
-        "--calibration-data", help="INT8 with --target openvino: calibration sentences (a task-layout file; "
-                                   "default: a seeded slice of --task's train split).")] = None,
+        "--calibration-data", help="INT8 with --target openvino or --int8-activations static: calibration "
+                                   "sentences (a task-layout file; default: a seeded slice of --task's train "
+                                   "split).")] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Same weights with pruning off (the timing baseline).")] = False,
     single_sequence: Annotated[bool, typer.Option(
         "--single-sequence", help="Batch-1 graph for latency serving: inputs (1, length), padding dropped up front, "
@@ -93,9 +100,14 @@ def export(
         raise LtpDeployError("--int8-scope applies to --precision int8: add it or drop --int8-scope.")
     if min_agreement is not None and precision != "int8":
         raise LtpDeployError("--min-agreement is the INT8 validation's bound: add --precision int8 or drop it.")
-    if calibration_data is not None and not (precision == "int8" and target == "openvino"):
-        raise LtpDeployError("--calibration-data is for --precision int8 --target openvino (ONNX Runtime's INT8 is "
-                             "dynamic): drop it, or add those options.")
+    static = precision == "int8" and (target == "openvino" or int8_activations == "static")
+    if int8_activations != "dynamic" and not (precision == "int8" and target == "onnx"):
+        raise LtpDeployError("--int8-activations applies to --precision int8 --target onnx (OpenVINO's INT8 is "
+                             "always calibrated): drop it, or add those options.")
+    if calibration_data is not None and not static:
+        raise LtpDeployError("--calibration-data is for --precision int8 with --target openvino or "
+                             "--int8-activations static (dynamic INT8 needs no calibration): drop it, or add "
+                             "those options.")
     if opset is not None and target != "onnx":
         raise LtpDeployError("--opset applies to --target onnx only: drop --opset for openvino.")
     if spec is not None and dense:
@@ -110,10 +122,10 @@ def export(
         examples = load_examples(data, task, text_column=column(text_column),
                                  text_pair_column=column(text_pair_column))
         examples = examples.take(max_examples or (INT8_SENTENCES if precision == "int8" else 64))
+    calibration, note = _calibration(static, calibration_data, task, text_column, text_pair_column)
     if target == "openvino":
         from ltp_deploy.exporters.openvino import export_openvino
 
-        calibration, note = _calibration(precision, calibration_data, task, text_column, text_pair_column)
         result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision,
                                  single_sequence=single_sequence, batch1_graph=batch1_graph,
                                  calibration=calibration, calibration_note=note, min_agreement=min_agreement,
@@ -123,22 +135,26 @@ def export(
 
         result = export_onnx(ckpt, output, dense=dense, examples=examples, atol=atol, opset=opset,
                              single_sequence=single_sequence, batch1_graph=batch1_graph, precision=precision,
-                             min_agreement=min_agreement, int8_scope=int8_scope, **rules)
+                             min_agreement=min_agreement, int8_scope=int8_scope,
+                             int8_activations=int8_activations, calibration=calibration, calibration_note=note,
+                             **rules)
     print(summary(result.graph, result.metadata), file=sys.stdout)
 
 
-def _calibration(precision: str, calibration_data: Path | None, task: str | None, text_column, text_pair_column):
-    """OpenVINO INT8's calibration sentences: ``CALIBRATION_ROWS`` seeded rows of the given file or of the
-    task's train split (never dev), and the note the metadata records; (None, None) for other precisions."""
+def _calibration(static: bool, calibration_data: Path | None, task: str | None, text_column, text_pair_column):
+    """Calibration sentences of static INT8 (OpenVINO's, or ONNX Runtime's with static activations):
+    ``CALIBRATION_ROWS`` seeded rows of the given file or of the task's train split (never dev), and the note the
+    metadata records; (None, None) when nothing is calibrated."""
     from ltp_deploy.data import load_examples
     from ltp_deploy.errors import LtpDeployError
     from ltp_deploy.exporters.int8 import CALIBRATION_ROWS, CALIBRATION_SEED
 
-    if precision != "int8":
+    if not static:
         return None, None
     if calibration_data is None and task is None:
-        raise LtpDeployError("INT8 for OpenVINO is calibrated on training sentences: give --task TASK (a seeded "
-                             "slice of its train split) or --calibration-data FILE.")
+        raise LtpDeployError("Static INT8 (OpenVINO's, or --int8-activations static) is calibrated on training "
+                             "sentences: give --task TASK (a seeded slice of its train split) or "
+                             "--calibration-data FILE.")
     split = "train" if calibration_data is None else "given file"
     pool = load_examples(calibration_data, task, "train", text_column=column(text_column),
                          text_pair_column=column(text_pair_column))

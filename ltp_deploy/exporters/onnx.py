@@ -64,7 +64,9 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None,
 def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
                 atol: float | None = None, opset: int | None = None, single_sequence: bool = False,
                 batch1_graph: bool = True, precision: str = "fp32", min_agreement: float | None = None,
-                int8_scope: str = "decisions", overwrite: bool = False, inputs=()) -> ExportResult:
+                int8_scope: str = "decisions", int8_activations: str = "dynamic",
+                calibration: Examples | None = None, calibration_note: dict | None = None, overwrite: bool = False,
+                inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.onnx`` with its tokenizer and metadata, validated in ONNX Runtime.
 
     Args:
@@ -84,6 +86,10 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
         min_agreement: INT8: the prediction agreement the validation asks for (default 0.99).
         int8_scope: INT8: "decisions" keeps what feeds the keep decisions in fp32, "all" quantizes every
             projection (``exporters.int8``).
+        int8_activations: INT8: "dynamic" (scales per batch at run time) or "static" (calibrated on
+            ``calibration``, required then: a sentence's answer no longer depends on its batchmates).
+        calibration, calibration_note: INT8 static: training sentences (never dev) and what the metadata records
+            of them, as in ``export_openvino``.
         overwrite: replace an existing ``out`` that is not an earlier ltp-deploy export (``outputs.check_output``).
         inputs: further paths ``out`` may not overlap (the checkpoint folder always counts).
 
@@ -100,6 +106,7 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
     _check_scope(int8_scope)
     if precision not in PRECISIONS:
         raise LtpDeployError(f"Unknown ONNX export precision {precision!r}: use {' or '.join(PRECISIONS)}.")
+    feeds, source = _static_calibration(ckpt, precision, int8_activations, calibration, calibration_note)
 
     def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
         meta = {"exporter": EXPORTER, "single_sequence": single}
@@ -109,7 +116,7 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
             fp32 = tmp / "model.onnx"
             graph_opset = torch_to_onnx(model, fp32, opset, single)
             with writing(path):
-                quantization = quantize_onnx(fp32, path, model.config, model.spec, int8_scope)
+                quantization = quantize_onnx(fp32, path, model.config, model.spec, int8_scope, feeds, source)
             return {"opset": graph_opset, **meta, "quantization": quantization}
 
     return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
@@ -121,6 +128,21 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
 
 
 MIN_OPSET = 18  # the dynamo exporter's oldest
+
+
+def _static_calibration(ckpt: Checkpoint, precision: str, activations: str, calibration: Examples | None,
+                        note: dict | None) -> tuple[list[dict] | None, dict | None]:
+    """The calibration feeds and their description for INT8 with static activations, else (None, None)."""
+    from ltp_deploy.exporters.int8 import ACTIVATIONS, calibration_set
+
+    if activations not in ACTIVATIONS:
+        raise LtpDeployError(f"Unknown --int8-activations {activations!r}: use {' or '.join(ACTIVATIONS)}.")
+    if precision != "int8" or activations == "dynamic":
+        return None, None
+    if calibration is None or len(calibration) == 0:
+        raise LtpDeployError("Static INT8 activations are calibrated on training sentences: give --task TASK (a "
+                             "seeded slice of its train split) or --calibration-data FILE.")
+    return calibration_set(ckpt.tokenizer(), calibration, ckpt.model.config, note)
 
 
 def _check_scope(scope: str) -> None:

@@ -138,9 +138,7 @@ def _check_precision(precision: str) -> None:
 
 
 def _quantize(graph, model: PrunedClassifier, tokenizer, calibration: Examples, note: dict, scope: str):
-    from ltp_deploy.exporters.int8 import calibration_feeds, quantize_openvino
+    from ltp_deploy.exporters.int8 import calibration_set, quantize_openvino
 
-    cfg = model.config
-    feeds = calibration_feeds(tokenizer, calibration, cfg, cfg.max_length)
-    source = {"source": calibration.source, "rows": len(feeds), **note}
-    return quantize_openvino(graph, cfg, model.spec, feeds, source, scope)
+    feeds, source = calibration_set(tokenizer, calibration, model.config, note)
+    return quantize_openvino(graph, model.config, model.spec, feeds, source, scope)
