@@ -184,7 +184,8 @@ def test_static_int8_answers_do_not_depend_on_the_batch(minilm, glue, sentences,
     ~2e-3 with the batch shape: its CPU kernels differ by shape.) Dynamic INT8 scales each batch by its own range:
     its logits move with the batchmates (measured alongside, the contrast that makes this test able to fail)."""
     dev = load_examples(glue / "SST-2" / "dev.tsv", "sst2").take(BATCH_INVARIANCE_ROWS)
-    kwargs = {"precision": "int8", "examples": sentences, "calibration": calibration, "batch1_graph": False}
+    kwargs = {"precision": "int8", "examples": sentences, "calibration": calibration, "batch1_graph": False,
+              "min_agreement": 0.9, "atol": 5.0}  # the batch, not the gate, is under test (README: static INT8)
     if target == "openvino":
         graph = export_openvino(minilm.ckpt, tmp_path / "int8", **kwargs).graph
     else:
