@@ -146,15 +146,12 @@ def _calibration(static: bool, calibration_data: Path | None, task: str | None, 
     ``CALIBRATION_ROWS`` seeded rows of the given file or of the task's train split (never dev), and the note the
     metadata records; (None, None) when nothing is calibrated."""
     from ltp_deploy.data import load_examples
-    from ltp_deploy.errors import LtpDeployError
-    from ltp_deploy.exporters.int8 import CALIBRATION_ROWS, CALIBRATION_SEED
+    from ltp_deploy.exporters.int8 import CALIBRATION_ROWS, CALIBRATION_SEED, missing_calibration
 
     if not static:
         return None, None
     if calibration_data is None and task is None:
-        raise LtpDeployError("Static INT8 (OpenVINO's, or --int8-activations static) is calibrated on training "
-                             "sentences: give --task TASK (a seeded slice of its train split) or "
-                             "--calibration-data FILE.")
+        raise missing_calibration("Static INT8 (OpenVINO's, or --int8-activations static)")
     split = "train" if calibration_data is None else "given file"
     pool = load_examples(calibration_data, task, "train", text_column=column(text_column),
                          text_pair_column=column(text_pair_column))

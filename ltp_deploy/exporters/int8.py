@@ -42,7 +42,6 @@ Schemes:
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +49,7 @@ import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import EncoderConfig
+from ltp_deploy.output_locks import scratch_dir
 from ltp_deploy.spec import PruningSpec
 
 CALIBRATION_ROWS = 300
@@ -138,8 +138,8 @@ def quantize_onnx(src: Path, dst: Path, cfg: EncoderConfig, spec: PruningSpec | 
     import onnx
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory(prefix="ltp-deploy-int8-") as tmp:
-        folded = Path(tmp) / "folded.onnx"
+    with scratch_dir("int8") as tmp:  # flocked and named by pid: a killed export's copy goes with the next one
+        folded = tmp / "folded.onnx"
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(folded)
@@ -213,6 +213,12 @@ def quantize_openvino(model, cfg: EncoderConfig, spec: PruningSpec | None, calib
         q = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
                           subset_size=len(calibration), ignored_scope=nncf.IgnoredScope(names=names, validate=False))
     return q, _block("openvino", quantized, fp32, scope, calibration=source)
+
+
+def missing_calibration(scheme: str) -> LtpDeployError:
+    """The sentence refusing a calibrated ``scheme`` (e.g. "INT8 for OpenVINO") that was given no sentences."""
+    return LtpDeployError(f"{scheme} is calibrated on training sentences: give --task TASK (a seeded slice of its "
+                          "train split) or --calibration-data FILE.")
 
 
 def calibration_set(tokenizer, examples, cfg: EncoderConfig, note: dict | None) -> tuple[list[dict], dict]:

@@ -133,15 +133,14 @@ MIN_OPSET = 18  # the dynamo exporter's oldest
 def _static_calibration(ckpt: Checkpoint, precision: str, activations: str, calibration: Examples | None,
                         note: dict | None) -> tuple[list[dict] | None, dict | None]:
     """The calibration feeds and their description for INT8 with static activations, else (None, None)."""
-    from ltp_deploy.exporters.int8 import ACTIVATIONS, calibration_set
+    from ltp_deploy.exporters.int8 import ACTIVATIONS, calibration_set, missing_calibration
 
     if activations not in ACTIVATIONS:
         raise LtpDeployError(f"Unknown --int8-activations {activations!r}: use {' or '.join(ACTIVATIONS)}.")
     if precision != "int8" or activations == "dynamic":
         return None, None
     if calibration is None or len(calibration) == 0:
-        raise LtpDeployError("Static INT8 activations are calibrated on training sentences: give --task TASK (a "
-                             "seeded slice of its train split) or --calibration-data FILE.")
+        raise missing_calibration("Static INT8 (int8_activations='static')")
     return calibration_set(ckpt.tokenizer(), calibration, ckpt.model.config, note)
 
 

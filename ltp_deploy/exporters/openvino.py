@@ -86,13 +86,13 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
     """
     import openvino as ov
 
+    from ltp_deploy.exporters.int8 import missing_calibration
     from ltp_deploy.runtimes.openvino import OpenVINOCPU
 
     _check_precision(precision)
     _check_scope(int8_scope)
     if precision == "int8" and (calibration is None or len(calibration) == 0):
-        raise LtpDeployError("INT8 for OpenVINO is calibrated on training sentences: give --task TASK (a seeded "
-                             "slice of its train split) or --calibration-data FILE.")
+        raise missing_calibration("INT8 for OpenVINO")
 
     def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
         meta = {"exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
