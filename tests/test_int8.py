@@ -185,7 +185,7 @@ def test_static_int8_answers_do_not_depend_on_the_batch(minilm, glue, sentences,
     its logits move with the batchmates (measured alongside, the contrast that makes this test able to fail)."""
     dev = load_examples(glue / "SST-2" / "dev.tsv", "sst2").take(BATCH_INVARIANCE_ROWS)
     kwargs = {"precision": "int8", "examples": sentences, "calibration": calibration, "batch1_graph": False,
-              "min_agreement": 0.9, "atol": 5.0}  # the batch, not the gate, is under test (README: static INT8)
+              "min_agreement": 0.9, "atol": 5.0}  # the batch, not the gate, is under test (docs/measurements.md)
     if target == "openvino":
         graph = export_openvino(minilm.ckpt, tmp_path / "int8", **kwargs).graph
     else:
