@@ -162,10 +162,10 @@ def config_from_metadata(d: dict, where: str = "the export metadata") -> Encoder
 # ------------------------------------------------------------------------------------------------ foreign graphs
 
 def is_foreign(path: str | Path, prefer_graph: bool = False) -> bool:
-    """Whether ``path`` names a foreign dense ONNX graph.
+    """Whether ``path`` names a foreign dense ONNX graph (or an OpenVINO IR made from one).
 
     That is: no ``ltp_deploy_export.json`` in its folder, a Hugging Face ``config.json`` there, and either ``path``
-    is a ``.onnx`` file, or ``path`` is a folder holding ``model.onnx`` and, unless ``prefer_graph``, no checkpoint
+    is a ``.onnx`` or ``.xml`` file, or ``path`` is a folder holding ``model.onnx`` and, unless ``prefer_graph``, no checkpoint
     weights (``model.safetensors``, its index, ``pytorch_model.bin``). A folder with both weights and
     ``model.onnx`` is the checkpoint (run in torch) unless a graph backend is asked for (``prefer_graph``).
     """
@@ -174,7 +174,7 @@ def is_foreign(path: str | Path, prefer_graph: bool = False) -> bool:
     if is_export(path) or not (folder / HF_CONFIG).is_file():
         return False
     if path.is_file():
-        return path.suffix == ".onnx"
+        return path.suffix in GRAPH_SUFFIXES  # an .xml: an IR made from one (e.g. the NNCF INT8 peer)
     from ltp_deploy.checkpoint import has_weights
 
     return (folder / FOREIGN_GRAPH).is_file() and (prefer_graph or not has_weights(folder))

@@ -160,10 +160,13 @@ def _check_settings(s: CheckSettings) -> None:
 # ------------------------------------------------------------------------------------------------ inputs
 
 def _read_export(path: Path):
-    """The opened export (``ltp_deploy.artifact.Artifact``) of ``path``; a checkpoint folder is refused."""
-    from ltp_deploy.artifact import is_export, open_artifact
+    """The opened export (``ltp_deploy.artifact.Artifact``) of ``path``, or a foreign dense graph (an Optimum
+    export, the INT8 peers of ``claims.peers``: no pruning, no metadata); a checkpoint folder is refused."""
+    from ltp_deploy.artifact import is_export, is_foreign, open_artifact, open_foreign
     from ltp_deploy.checkpoint import CONFIG_FILE
 
+    if is_foreign(path):
+        return open_foreign(path)
     if path.is_dir() and not is_export(path) and (path / CONFIG_FILE).is_file():
         raise LtpDeployError(f"{path} is a checkpoint folder, not an exported graph: export it with "
                              f"`ltp-deploy export {path} -o OUT`, then check OUT with --reference {path}.")
@@ -314,7 +317,10 @@ def run_check(s: CheckSettings) -> dict:
 
     start = time.perf_counter()
     export = _read_export(s.model)
-    cfg = export.metadata["config"]
+    if export.foreign and s.reference is not None:
+        raise LtpDeployError(f"{s.model} is a dense graph from another exporter: it has no pruning to compare with "
+                             "a --reference; drop --reference.")
+    cfg = _config(export)
     examples = _align_labels(_load_examples(s), cfg)
     metric = _gated_metric(s, examples)
     _check_outputs(cfg, examples, str(s.model))
@@ -349,7 +355,8 @@ def run_check(s: CheckSettings) -> dict:
         "model": {"path": str(s.model), "graph": str(export.graph), "target": meta.get("target"),
                   "runtime": runtime.name, "precision": runtime.precision,
                   "pruning": meta.get("pruning", "dense"), "spec": meta.get("spec"), "source": meta.get("source", {}),
-                  "weights": meta.get("precision", "fp32"), "quantization": meta.get("quantization")},
+                  "weights": meta.get("precision", None if export.foreign else "fp32"),
+                  "quantization": meta.get("quantization")},
         "reference": None if ckpt is None else {
             "path": str(s.reference), "pruning": ckpt.spec.mode if ckpt.spec else "dense",
             "spec": ckpt.spec.to_dict() if ckpt.spec else None},
@@ -372,7 +379,7 @@ def _run_models(runtime, export, ckpt, tokenizer, examples, max_length: int, bat
     from ltp_deploy.progress import progress_bar
     from ltp_deploy.reference import hf_twin, learned_scorers, masked_reference
 
-    cfg, n = export.metadata["config"], len(examples)
+    cfg, n = _config(export), len(examples)
     run = _Run(np.zeros(n, np.int64), _Outputs.empty(n, cfg), None, None, np.zeros(n, dtype=bool))
     if ckpt is not None:
         twin, dense_model = hf_twin(ckpt.model), ckpt.model.with_spec(None).eval()
@@ -394,6 +401,13 @@ def _run_models(runtime, export, ckpt, tokenizer, examples, max_length: int, bat
                     run.dense.logits[idx], run.dense.kept[idx] = logits.numpy(), kept.numpy()
             advance()
     return run
+
+
+def _config(export) -> dict:
+    """The encoder config as the export metadata records it (a foreign graph's from its ``config.json``)."""
+    from dataclasses import asdict
+
+    return export.metadata.get("config") or asdict(export.config)
 
 
 def _max_length(s: CheckSettings, config) -> int:

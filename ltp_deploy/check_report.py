@@ -39,7 +39,8 @@ CHECK_SCHEMA: dict[str, str] = {
     "model.pruning": "str: 'dense', 'absolute_threshold' or 'topk'",
     "model.spec": "map|null: the graph's pruning spec from its export metadata",
     "model.source": "map: the checkpoint the export metadata says the graph came from",
-    "model.weights": "str: the export's stored precision ('fp32', 'fp16' or 'int8')",
+    "model.weights": "str|null: the export's stored precision ('fp32', 'fp16' or 'int8'; null for a foreign "
+                     "dense graph, whose files do not record it)",
     "model.quantization": "map|null: an INT8 export's scheme, what stayed fp32 and its calibration data",
     "reference": "object|null: the reference checkpoint (null without --reference)",
     "reference.path": "str: the checkpoint folder",

@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from ltp_deploy.errors import LtpDeployError, os_error_message
@@ -194,6 +194,21 @@ def scratch_dir(kind: str):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         os.close(fd)
+
+
+@contextmanager
+def scratch_on_demand(kind: str):
+    """Yield ``get() -> Path``: one ``scratch_dir(kind)``, made on the first call (where the work starts: after
+    the output's partial folder) and removed when the block ends."""
+    with ExitStack() as stack:
+        made: list[Path] = []
+
+        def get() -> Path:
+            if not made:
+                made.append(stack.enter_context(scratch_dir(kind)))
+            return made[0]
+
+        yield get
 
 
 def remove_stale_scratch() -> list[tuple[Path, int]]:

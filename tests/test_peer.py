@@ -281,3 +281,60 @@ def test_real_optimum_export(dense, peer, tmp_path):
     assert graph_io(out / "model.onnx") == graph_io(peer / "model.onnx")
     for backend in ("onnxruntime", "openvino"):
         assert_runs_dense(out, backend, dense)
+
+
+def _accuracy(run, tokenizer, examples, names) -> float:
+    """Accuracy of a logits-only graph computed here, batch by batch, from ``run(feed) -> logits``."""
+    correct = 0
+    for start in range(0, len(examples), 16):
+        texts = examples.texts[start:start + 16]
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="np")
+        logits = run({k: enc[k].astype(np.int64) for k in names})
+        correct += int((np.argmax(logits, axis=-1) == np.asarray(examples.labels[start:start + 16])).sum())
+    return correct / len(examples)
+
+
+def test_int8_peers_are_checked_and_benched_as_foreign_graphs(peer, dense, pruned, glue, tmp_path, monkeypatch,
+                                                              capsys):
+    """The INT8 peers of a claims run (``claims.peers``): NNCF's INT8 of the Optimum-layout graph for OpenVINO, and
+    ONNX Runtime's dynamic quantization of it with the settings of ``optimum-cli onnxruntime quantize --avx2``
+    (uint8 weights and activations, per tensor). ``check`` opens each as a foreign dense graph; its accuracy is
+    computed again here by running the graph file directly in its runtime."""
+    import openvino as ov
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ltp_deploy.claims.peers import ORT_PEER_GRAPH, OV_PEER_GRAPH, main
+    from ltp_deploy.data import load_examples
+
+    ov_peer = tmp_path / "optimum-int8-openvino"
+    assert main([str(peer), str(ov_peer), "--task", "sst2"]) == 0
+    assert {OV_PEER_GRAPH, "config.json", "tokenizer.json"} <= {p.name for p in ov_peer.iterdir()}
+    assert any(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(ov_peer / OV_PEER_GRAPH).get_ops())
+    ort_peer = tmp_path / "optimum-int8-onnxruntime"
+    shutil.copytree(peer, ort_peer, ignore=shutil.ignore_patterns("model.onnx"))
+    quantize_dynamic(str(peer / "model.onnx"), str(ort_peer / ORT_PEER_GRAPH), weight_type=QuantType.QUInt8,
+                     per_channel=False, op_types_to_quantize=["MatMul", "Attention"])
+
+    dev = load_examples(glue / "SST-2" / "dev.tsv", "sst2").take(48)
+    tokenizer = dense[2]
+    session = ort.InferenceSession(str(ort_peer / ORT_PEER_GRAPH), providers=["CPUExecutionProvider"])
+    compiled = ov.Core().compile_model(str(ov_peer / OV_PEER_GRAPH), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    direct = {"onnxruntime": lambda feed: session.run(["logits"], feed)[0],
+              "openvino": lambda feed: compiled(feed)[compiled.output(0)]}
+    for backend, graph in (("onnxruntime", ort_peer / ORT_PEER_GRAPH), ("openvino", ov_peer / OV_PEER_GRAPH)):
+        out = tmp_path / f"check-{backend}.json"
+        code, _, err = cli(monkeypatch, capsys, "check", graph, "--backend", backend, "--data", glue / "SST-2" /
+                           "dev.tsv", "--task", "sst2", "--max-examples", 48, "--json", out)
+        assert code == 0, err
+        report = json.loads(out.read_text())
+        assert report["model"]["pruning"] == "dense" and report["model"]["weights"] is None
+        assert report["results"]["graph"]["value"] == pytest.approx(_accuracy(direct[backend], tokenizer, dev, INPUTS),
+                                                                    abs=1 / 48 + 1e-9)
+    code, _, err = cli(monkeypatch, capsys, "check", ov_peer / OV_PEER_GRAPH, "--task", "sst2", "--reference",
+                       dense[0], "--json", tmp_path / "x.json")
+    assert code == 2 and "no pruning to compare with a --reference" in err and len(err.strip().splitlines()) == 1
+    report = _bench(monkeypatch, capsys, tmp_path / "vs-int8.json", pruned, "--compare", ov_peer / OV_PEER_GRAPH,
+                    "--backend", "openvino", "--data", glue / "SST-2" / "dev.tsv", "--text-column", "sentence",
+                    "--batch-size", 8, "--iterations", 2)
+    assert report["models"]["other"]["pruning"] == "dense" and report["results"][0]["comparison"]["speedup"] > 0

@@ -200,3 +200,38 @@ def test_a_failed_export_never_shows_an_earlier_runs_figures(claims):
                           and "sst2/export/pruned-onnx failed" in r["status"] for r in pruned)
     dense = [r for r in rows if r["graph"] == "dense"]
     assert all(r["metric_graph"] is not None and r["status"] == "ok" for r in dense)
+
+
+def test_int8_peers_are_planned_and_tabled(tmp_path):
+    """With an optimum-cli and INT8, each runtime gets its Optimum INT8 peer (made, checked, timed against Optimum's
+    fp32 graph), every INT8 graph is timed against the peer of its runtime, and the table gains the peer's rows
+    and a 'vs Optimum INT8' column (a plan only: the commands are not run here)."""
+    import sys
+    from pathlib import Path
+
+    from ltp_deploy.claims.plan import ClaimsSettings, plan
+    from ltp_deploy.claims.table import claims_report, markdown
+
+    settings = ClaimsSettings(out=tmp_path, checkpoints={"sst2": Path("ckpt")}, runtimes=("onnxruntime", "openvino"),
+                              precisions=("fp32", "int8"), batch_sizes=(1, 32), optimum_cli="optimum-cli")
+    steps = {st.name: st for st in plan(settings)}
+    task = tmp_path / "sst2"
+    assert steps["sst2/optimum-int8-onnxruntime"].argv == [
+        "optimum-cli", "onnxruntime", "quantize", "--onnx_model", str(task / "optimum"), "--avx2", "-o",
+        str(task / "optimum-int8-onnxruntime")]
+    assert steps["sst2/optimum-int8-openvino"].argv[:3] == [sys.executable, "-m", "ltp_deploy.claims.peers"]
+    for runtime, graph in (("onnxruntime", "model_quantized.onnx"), ("openvino", "model.xml")):
+        peer = f"optimum-int8-{runtime}"
+        assert steps[f"sst2/{peer}"].needs == ["sst2/optimum"]
+        assert f"sst2/check/{peer}" in steps and f"sst2/bench/{peer}-vs-optimum" in steps
+        target = "onnx" if runtime == "onnxruntime" else "openvino"
+        for name in (f"pruned-{target}-int8", f"dense-{target}-int8"):
+            bench = steps[f"sst2/bench/{name}-vs-{peer}"]
+            assert bench.argv[bench.argv.index("--compare") + 1] == str(task / peer / graph)
+            assert f"sst2/{peer}" in bench.needs
+        assert not any(n.startswith(f"sst2/bench/pruned-{target}-vs-optimum-int8") for n in steps), "fp32: no peer"
+    rows = claims_report(settings, list(steps.values()), "reproduce")["rows"]
+    assert [(r["runtime"], r["batch_size"]) for r in rows if r["graph"] == "optimum"] == [
+        (rt, b) for rt in ("onnxruntime", "openvino") for b in (1, 32)]
+    assert all(r["precision"] == "int8" for r in rows if r["graph"] == "optimum")
+    assert "vs Optimum INT8" in markdown(claims_report(settings, list(steps.values()), "reproduce"))

@@ -1,12 +1,15 @@
 """What a claims run does for each task, as steps (``claims.steps``), laid out under ``OUT/<task>/``:
 
 * ``ckpt`` (with ``--train``): ``ltp-deploy train`` with its documented defaults (``ckpt-dense`` beside it);
-* ``optimum``: the dense checkpoint exported by Optimum (when an ``optimum-cli`` is found);
+* ``optimum``: the dense checkpoint exported by Optimum (when an ``optimum-cli`` is found), and with INT8 its
+  INT8 peers (``claims.peers``): ``optimum-int8-onnxruntime`` (``optimum-cli onnxruntime quantize --avx2``) and
+  ``optimum-int8-openvino`` (NNCF, as optimum-intel quantizes);
 * ``{pruned,dense}-{onnx,openvino}[-int8]``: ltp-deploy exports; pruned from the checkpoint, dense (``--dense``)
   from the dense checkpoint, so the dense rows carry the dense model's own metric;
 * ``check-<graph>.json``: ``check`` of each graph (pruned ones against the checkpoint's masked rule);
 * ``bench-<graph>-vs-<other>.json``: ``bench --compare``, interleaved, pruned against the ltp-deploy dense of
-  the same precision and every graph against the Optimum dense.
+  the same precision, every graph against the Optimum dense, and every INT8 graph (the Optimum INT8 peer too)
+  against the Optimum INT8 peer of its runtime (``check-optimum-int8-<runtime>.json``: the peer's metric).
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ TARGETS = {"onnxruntime": "onnx", "openvino": "openvino"}  # runtime -> export t
 PRECISIONS = ("fp32", "int8")
 # Long inputs: a slice of the held-out reviews keeps a task's run within minutes (an explicit value wins).
 TASK_MAX_EXAMPLES = {"imdb": 500}
-# The dense INT8 peer quantizes every projection (nothing to protect); its agreement with fp32 is ~97.7% on SST-2.
-DENSE_INT8_ARGS = ("--min-agreement", "0.97")
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,47 @@ def _task_steps(s: ClaimsSettings, task: str) -> list[Step]:
                                               "text-classification", str(d / "optimum")],
                           d / "optimum" / "model.onnx", needs=trained, env={"HF_HUB_OFFLINE": "1"},
                           sources=[dense_ckpt]))
+    if s.optimum_cli and "int8" in s.precisions:
+        steps += [step for runtime in s.runtimes for step in _int8_peer_steps(s, task, runtime, slice_args)]
     for runtime in s.runtimes:
         for precision in s.precisions:
             for kind in ("dense", "pruned"):  # the dense graph first: the pruned one is timed against it
                 steps += _graph_steps(s, task, runtime, precision, kind, ckpt, dense_ckpt, slice_args, trained)
     return steps
+
+
+def int8_peer(runtime: str) -> str:
+    """The folder of the Optimum INT8 peer of ``runtime`` under the task's folder."""
+    return f"optimum-int8-{runtime}"
+
+
+def _int8_peer_steps(s: ClaimsSettings, task: str, runtime: str, slice_args: tuple) -> list[Step]:
+    """Make the Optimum INT8 peer of ``runtime``, check its metric and time it against Optimum's fp32 graph."""
+    import sys
+
+    from ltp_deploy.claims.peers import ORT_PEER_GRAPH, OV_PEER_GRAPH, ort_peer_argv
+
+    d, name = s.task_dir(task), int8_peer(runtime)
+    graph = d / name / (ORT_PEER_GRAPH if runtime == "onnxruntime" else OV_PEER_GRAPH)
+    argv = (ort_peer_argv(s.optimum_cli, d / "optimum", d / name) if runtime == "onnxruntime" else
+            [sys.executable, "-m", "ltp_deploy.claims.peers", str(d / "optimum"), str(d / name), "--task", task])
+    make = Step(f"{task}/{name}", argv, graph, needs=[f"{task}/optimum"], env={"HF_HUB_OFFLINE": "1"})
+    check = Step(f"{task}/check/{name}", ltp_deploy("check", graph, "--backend", runtime, "--task", task,
+                                                    *slice_args, "--json", d / f"check-{name}.json", "--overwrite"),
+                 d / f"check-{name}.json", needs=[make.name], report_kind=CHECK_KIND)
+    return [make, check, _bench_step(s, task, runtime, name, graph, "optimum", d / "optimum", [make.name],
+                                     slice_args)]
+
+
+def _bench_step(s: ClaimsSettings, task: str, runtime: str, name: str, model: Path, other: str, other_path: Path,
+                needs: list[str], slice_args: tuple) -> Step:
+    """``bench MODEL --compare OTHER``, interleaved, into ``bench-<name>-vs-<other>.json``."""
+    out = s.task_dir(task) / f"bench-{name}-vs-{other}.json"
+    bench = ["bench", model, "--compare", other_path, "--backend", runtime, "--task", task, "--batch-size",
+             ",".join(map(str, s.batch_sizes)), "--threads", str(s.threads), "--warmup", str(s.warmup),
+             *slice_args, "--json", out, "--overwrite"]
+    return Step(f"{task}/bench/{name}-vs-{other}", ltp_deploy(*bench), out, needs=needs, report_kind=BENCH_KIND,
+                force=s.rebench)
 
 
 def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kind: str, ckpt: Path,
@@ -105,7 +142,7 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
     if kind == "dense":
         args.append("--dense")
     if precision == "int8":
-        args += ["--precision", "int8", *(DENSE_INT8_ARGS if kind == "dense" else ()), *slice_args]
+        args += ["--precision", "int8", *slice_args]  # one gate, pruned and dense: the metric drop
     export = Step(f"{task}/export/{name}", ltp_deploy(*args), d / name, needs=trained,
                   marker="ltp_deploy_export.json", sources=[source])
     check_args = ["check", d / name, "--task", task, *slice_args, "--json", d / f"check-{name}.json", "--overwrite"]
@@ -115,15 +152,16 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
         check_args += ["--min-metric", str(s.min_metric)]
     steps = [export, Step(f"{task}/check/{name}", ltp_deploy(*check_args), d / f"check-{name}.json",
                           needs=[export.name], report_kind=CHECK_KIND, sources=[ckpt] if kind == "pruned" else [])]
-    others = [graph_name("dense", runtime, precision)] if kind == "pruned" else []
+    others = {graph_name("dense", runtime, precision): d / graph_name("dense", runtime, precision)} \
+        if kind == "pruned" else {}
     if s.optimum_cli:
-        others.append("optimum")
-    for other in others:
-        other_step = f"{task}/optimum" if other == "optimum" else f"{task}/export/{other}"
-        out = d / f"bench-{name}-vs-{other}.json"
-        bench = ["bench", d / name, "--compare", d / other, "--backend", runtime, "--task", task, "--batch-size",
-                 ",".join(map(str, s.batch_sizes)), "--threads", str(s.threads), "--warmup", str(s.warmup),
-                 *slice_args, "--json", out, "--overwrite"]
-        steps.append(Step(f"{task}/bench/{name}-vs-{other}", ltp_deploy(*bench), out,
-                          needs=[export.name, other_step], report_kind=BENCH_KIND, force=s.rebench))
+        others["optimum"] = d / "optimum"
+        if precision == "int8":
+            peer = int8_peer(runtime)
+            others[peer] = _int8_peer_steps(s, task, runtime, slice_args)[0].output
+    for other, other_path in others.items():
+        other_step = (f"{task}/optimum" if other == "optimum" else f"{task}/{other}" if other.startswith("optimum")
+                      else f"{task}/export/{other}")
+        steps.append(_bench_step(s, task, runtime, name, d / name, other, other_path, [export.name, other_step],
+                                 slice_args))
     return steps

@@ -5,9 +5,8 @@ bench reports, beside the published claims (quoted, not measured). ``CLAIMS_SCHE
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-from ltp_deploy.claims.plan import ClaimsSettings, graph_name
+from ltp_deploy.claims.plan import ClaimsSettings, graph_name, int8_peer
 from ltp_deploy.claims.steps import Step, read_report
 from ltp_deploy.outputs import MARKDOWN_MARK
 
@@ -26,7 +25,8 @@ CLAIMS_SCHEMA: dict[str, str] = {
              "blocked), seconds, message",
     "rows": "list[object]: the measured rows",
     "rows[].task": "str: the task",
-    "rows[].graph": "str: 'pruned' or 'dense' (the ltp-deploy --dense export of the dense checkpoint)",
+    "rows[].graph": "str: 'pruned', 'dense' (the ltp-deploy --dense export of the dense checkpoint) or 'optimum' "
+                    "(INT8 only: the Optimum INT8 peer of the runtime, claims.peers)",
     "rows[].runtime": "str: 'onnxruntime' or 'openvino' (CPU)",
     "rows[].precision": "str: 'fp32' or 'int8' (the graph's weights)",
     "rows[].batch_size": "int: sequences per batch",
@@ -44,9 +44,13 @@ CLAIMS_SCHEMA: dict[str, str] = {
     "rows[].speedup_vs_optimum": "float|null: over the Optimum fp32 dense export on the same runtime (null: no "
                                  "optimum-cli)",
     "rows[].spread_vs_optimum": "list[float]|null: p10 and p90 of the per-pair ratios behind speedup_vs_optimum",
+    "rows[].speedup_vs_optimum_int8": "float|null: INT8 rows: over the Optimum INT8 peer of the same runtime "
+                                      "(optimum-cli onnxruntime quantize --avx2; NNCF for OpenVINO); 1.0 for the "
+                                      "peer's own rows",
+    "rows[].spread_vs_optimum_int8": "list[float]|null: p10 and p90 of the ratios behind speedup_vs_optimum_int8",
     "rows[].efficiency": "float|null: speedup_vs_dense / flops_reduction",
     "rows[].previous": "object|null: the same row in the claims.json this run replaced (null: none): "
-                       "speedup_vs_dense, speedup_vs_optimum, and within_spread (bool|null: each previous speedup "
+                       "speedup_vs_dense, speedup_vs_optimum, speedup_vs_optimum_int8, and within_spread (bool|null: each previous speedup "
                        "lies within this run's p10-p90 of the per-pair ratios; null: nothing to compare)",
     "rows[].status": "str: 'ok', or what is missing (the failed or blocked step)",
     "rows[].environment": "map|null: CPU, cores, threads and library versions of the bench",
@@ -106,30 +110,35 @@ def _task_rows(s: ClaimsSettings, task: str, steps: dict[str, Step]) -> list[dic
         for precision in s.precisions:
             dense = graph_name("dense", runtime, precision)
             pruned_vs_dense = report("bench", f"{graph_name('pruned', runtime, precision)}-vs-{dense}")
-            for kind in ("pruned", "dense"):
-                name = graph_name(kind, runtime, precision)
-                vs_dense = pruned_vs_dense if kind == "pruned" else None
-                vs_optimum = report("bench", f"{name}-vs-optimum")
+            peer = int8_peer(runtime) if precision == "int8" and s.optimum_cli else None
+            for kind in ("pruned", "dense") + (("optimum",) if peer else ()):
+                name = peer if kind == "optimum" else graph_name(kind, runtime, precision)
+                vs = {"dense": pruned_vs_dense if kind == "pruned" else None,
+                      "optimum": report("bench", f"{name}-vs-optimum"),
+                      "optimum_int8": report("bench", f"{name}-vs-{peer}") if peer and kind != "optimum" else None}
                 # where this graph was timed: as MODEL of its own bench, or (dense) as OTHER of the pruned one's
-                timed = (vs_dense or vs_optimum, "model") if vs_dense or vs_optimum else (pruned_vs_dense, "other")
+                own = vs["dense"] or vs["optimum"] or vs["optimum_int8"]
+                timed = (own, "model") if own else (pruned_vs_dense, "other")
                 related = [st for n, st in steps.items()
-                           if n in (f"{task}/export/{name}", f"{task}/check/{name}")
+                           if n in (f"{task}/export/{name}", f"{task}/check/{name}", f"{task}/{name}")
                            or n.startswith(f"{task}/bench/{name}-vs-")]
                 check = report("check", name)
                 for b in s.batch_sizes:
-                    rows.append(_row(task, kind, runtime, precision, b, metric_dense, check, timed, vs_dense,
-                                     vs_optimum, related))
+                    rows.append(_row(task, kind, runtime, precision, b, metric_dense, check, timed, vs, related))
     return rows
 
 
-def _row(task, kind, runtime, precision, batch, metric_dense, check, timed, vs_dense, vs_optimum, steps) -> dict:
+def _row(task, kind, runtime, precision, batch, metric_dense, check, timed, vs, steps) -> dict:
+    """One row; ``vs`` holds the bench reports of this graph against each peer ("dense", "optimum",
+    "optimum_int8"; None where not timed)."""
     graph_value = check["results"]["graph"]["value"] if check else None
     report, role = timed
     own = _result(report, batch)
-    c_dense, c_opt = _comparison(vs_dense, batch), _comparison(vs_optimum, batch)
+    c = {peer: _comparison(r, batch) for peer, r in vs.items()}
     model = own[role] if own else None
     flops = model["flops_reduction"] if model else None
-    speed = 1.0 if kind == "dense" and model else (c_dense or {}).get("speedup")
+    speed = 1.0 if kind == "dense" and model else (c["dense"] or {}).get("speedup")
+    peer_speed = 1.0 if kind == "optimum" and model else (c["optimum_int8"] or {}).get("speedup")
     bad = [st for st in steps if st.status in ("failed", "blocked")]
     return {
         "task": task, "graph": kind, "runtime": runtime, "precision": precision, "batch_size": batch,
@@ -139,8 +148,9 @@ def _row(task, kind, runtime, precision, batch, metric_dense, check, timed, vs_d
         "check_passed": check["passed"] if check else None, "flops_reduction": flops,
         "p50_ms": model["latency_ms"]["p50"] if model else None,
         "sequences_per_s": model["sequences_per_s"] if model else None,
-        "speedup_vs_dense": speed, "spread_vs_dense": _spread(c_dense),
-        "speedup_vs_optimum": (c_opt or {}).get("speedup"), "spread_vs_optimum": _spread(c_opt),
+        "speedup_vs_dense": speed, "spread_vs_dense": _spread(c["dense"]),
+        "speedup_vs_optimum": (c["optimum"] or {}).get("speedup"), "spread_vs_optimum": _spread(c["optimum"]),
+        "speedup_vs_optimum_int8": peer_speed, "spread_vs_optimum_int8": _spread(c["optimum_int8"]),
         "efficiency": None if speed is None or not flops else speed / flops,
         "previous": None,
         "status": "ok" if not bad else "; ".join(f"{st.name} {st.status}" for st in bad),
@@ -157,11 +167,12 @@ def _compare_with(rows: list[dict], previous: dict | None) -> None:
         old = before.get(key(row))
         if old is None:
             continue
-        checks = [lo <= old[f"speedup_{peer}"] <= hi for peer in ("vs_dense", "vs_optimum")
+        checks = [lo <= old[f"speedup_{peer}"] <= hi for peer in ("vs_dense", "vs_optimum", "vs_optimum_int8")
                   if old.get(f"speedup_{peer}") is not None and row[f"spread_{peer}"]
                   for lo, hi in [row[f"spread_{peer}"]]]
         row["previous"] = {"speedup_vs_dense": old.get("speedup_vs_dense"),
                            "speedup_vs_optimum": old.get("speedup_vs_optimum"),
+                           "speedup_vs_optimum_int8": old.get("speedup_vs_optimum_int8"),
                            "within_spread": all(checks) if checks else None}
 
 
@@ -181,7 +192,7 @@ def _spread(comparison: dict | None) -> list[float] | None:
 def markdown(report: dict) -> str:
     """``claims.md``: the measured table, then the quoted claims."""
     head = ("| task | graph | runtime | precision | batch | metric (dense / graph / drop) | check | FLOPs red. | "
-            "p50 ms | seq/s | vs ltp-deploy dense | vs Optimum dense | efficiency |")
+            "p50 ms | seq/s | vs ltp-deploy dense | vs Optimum dense | vs Optimum INT8 | efficiency |")
     env = report["environment"] or {}
     versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items()
                          if k in ("onnxruntime", "openvino", "torch"))
@@ -196,7 +207,8 @@ def markdown(report: dict) -> str:
         cells = [r["task"], r["graph"], r["runtime"], r["precision"], str(r["batch_size"]),
                  f"{r['metric'] or ''} {metric}", check, _x(r["flops_reduction"]), _num(r["p50_ms"], 2),
                  _num(r["sequences_per_s"], 1), _x(r["speedup_vs_dense"], r["spread_vs_dense"]),
-                 _x(r["speedup_vs_optimum"], r["spread_vs_optimum"]), _num(r["efficiency"], 2)]
+                 _x(r["speedup_vs_optimum"], r["spread_vs_optimum"]),
+                 _x(r.get("speedup_vs_optimum_int8"), r.get("spread_vs_optimum_int8")), _num(r["efficiency"], 2)]
         if r["status"] != "ok":
             cells[-1] += f" ({r['status']})"
         lines.append("| " + " | ".join(cells) + " |")

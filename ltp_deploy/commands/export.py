@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,8 +22,8 @@ Examples:
   ltp-deploy export runs/sst2-ltp --target openvino --precision fp16 -o out/sst2-ov16
   ltp-deploy export runs/sst2-ltp --target openvino --single-sequence -o out/sst2-ov-b1
   ltp-deploy export runs/sst2-ltp --target onnx --precision int8 --task sst2 -o out/sst2-int8
-  ltp-deploy export runs/sst2-ltp --target onnx --precision int8 --int8-activations static --task sst2 \
-      -o out/sst2-int8-static                           # batch-invariant: calibrated activation scales
+  ltp-deploy export runs/sst2-ltp --target onnx --precision int8 --int8-activations dynamic --task sst2 \
+      -o out/sst2-int8-dynamic                          # per-batch activation scales: no calibration
   ltp-deploy export runs/sst2-ltp --target openvino --precision int8 --task sst2 -o out/sst2-ov-int8
   ltp-deploy export ltp-roberta/ --data dev.tsv --text-column sentence -o out/ltp
 """
@@ -45,23 +46,25 @@ def export(
     target: Annotated[Target, typer.Option("--target", "-t", help="Export format.")] = Target.onnx,
     precision: Annotated[Precision, typer.Option(
         "--precision", help="Stored weights; fp16 with --target openvino only (default --atol 1e-2; kept counts "
-                            "must still match on real sentences); int8 on both targets (needs --task or --data; "
-                            "gated on prediction agreement >= 99% and --atol 1.5).")] = Precision.fp32,
+                            "must still match on real sentences); int8 on both targets (needs --task, or --data "
+                            "and --calibration-data; gated on the task metric: --max-metric-drop).")] = Precision.fp32,
+    max_metric_drop: Annotated[Optional[float], typer.Option(
+        "--max-metric-drop", help="INT8: points of the task's metric (accuracy, Pearson, ... x100) the INT8 graph "
+                                  "may lose against the fp32 model on the validation sentences (default 0.5).")] = None,
     min_agreement: Annotated[Optional[float], typer.Option(
-        "--min-agreement", help="INT8: prediction agreement with the fp32 model the validation asks for (default "
-                                "0.99).")] = None,
-    int8_scope: Annotated[str, typer.Option(
-        "--int8-scope", help="INT8: 'decisions' keeps what feeds the keep decisions in fp32 (agreement >= 99%); "
-                             "'all' quantizes every projection (faster; decisions move, so lower "
-                             "--min-agreement).")] = "decisions",
-    int8_activations: Annotated[str, typer.Option(
-        "--int8-activations", help="INT8 with --target onnx: 'dynamic' (activation scales per batch at run time) "
-                                   "or 'static' (calibrated on training sentences: a sentence's answer does not "
-                                   "depend on its batchmates). OpenVINO's NNCF is always static.")] = "dynamic",
+        "--min-agreement", help="INT8: also ask this fraction of predictions to agree with the fp32 model (e.g. "
+                                "0.99; not gated by default).")] = None,
+    int8_scope: Annotated[Optional[str], typer.Option(
+        "--int8-scope", help="INT8: 'all' quantizes every projection; 'prefix' keeps the layers before the first "
+                             "pruning layer in fp32; 'decisions' also the Q/K/V that feed each keep decision; 'auto' "
+                             "(default) tries them in that order and keeps the first that passes the gate.")] = None,
+    int8_activations: Annotated[Optional[str], typer.Option(
+        "--int8-activations", help="INT8 with --target onnx: 'static' (default: calibrated on training sentences, so "
+                                   "a sentence's answer does not depend on its batchmates) or 'dynamic' (scales per "
+                                   "batch at run time, no calibration). OpenVINO's NNCF is always static.")] = None,
     calibration_data: Annotated[Optional[Path], typer.Option(
-        "--calibration-data", help="INT8 with --target openvino or --int8-activations static: calibration "
-                                   "sentences (a task-layout file; default: a seeded slice of --task's train "
-                                   "split).")] = None,
+        "--calibration-data", help="INT8 with static activations (the default): calibration sentences (a "
+                                   "task-layout file; default: a seeded slice of --task's train split).")] = None,
     dense: Annotated[bool, typer.Option("--dense", help="Same weights with pruning off (the timing baseline).")] = False,
     single_sequence: Annotated[bool, typer.Option(
         "--single-sequence", help="Batch-1 graph for latency serving: inputs (1, length), padding dropped up front, "
@@ -90,24 +93,24 @@ def export(
     from ltp_deploy.paths import refuse_symlink_loops
     from ltp_deploy.spec import PruningSpec
 
-    from ltp_deploy.exporters.validate import INT8_SENTENCES
+    from ltp_deploy.exporters.int8 import Int8Options
+    from ltp_deploy.exporters.validate import INT8_MAX_METRIC_DROP, INT8_SENTENCES
 
     target, precision = Target(target).value, Precision(precision).value
     if precision == "fp16" and target != "openvino":
         raise LtpDeployError(f"--precision fp16 is an OpenVINO IR option, not {target}: "
                              "add --target openvino or drop --precision.")
-    if int8_scope != "decisions" and precision != "int8":
-        raise LtpDeployError("--int8-scope applies to --precision int8: add it or drop --int8-scope.")
-    if min_agreement is not None and precision != "int8":
-        raise LtpDeployError("--min-agreement is the INT8 validation's bound: add --precision int8 or drop it.")
-    static = precision == "int8" and (target == "openvino" or int8_activations == "static")
-    if int8_activations != "dynamic" and not (precision == "int8" and target == "onnx"):
+    int8_given = {"--int8-scope": int8_scope, "--min-agreement": min_agreement, "--max-metric-drop": max_metric_drop,
+                  "--int8-activations": int8_activations, "--calibration-data": calibration_data}
+    for name, value in int8_given.items():
+        if value is not None and precision != "int8":
+            raise LtpDeployError(f"{name} applies to --precision int8: add it or drop {name}.")
+    if int8_activations is not None and target != "onnx":
         raise LtpDeployError("--int8-activations applies to --precision int8 --target onnx (OpenVINO's INT8 is "
                              "always calibrated): drop it, or add those options.")
-    if calibration_data is not None and not static:
-        raise LtpDeployError("--calibration-data is for --precision int8 with --target openvino or "
-                             "--int8-activations static (dynamic INT8 needs no calibration): drop it, or add "
-                             "those options.")
+    if calibration_data is not None and int8_activations == "dynamic":
+        raise LtpDeployError("--calibration-data is for static INT8 (dynamic INT8 needs no calibration): drop it, "
+                             "or drop --int8-activations dynamic.")
     if opset is not None and target != "onnx":
         raise LtpDeployError("--opset applies to --target onnx only: drop --opset for openvino.")
     if spec is not None and dense:
@@ -116,33 +119,36 @@ def export(
     refuse_symlink_loops([(checkpoint, "Checkpoint"), (spec, "Spec file"), (data, "Data file"),
                           (calibration_data, "Data file")])  # named before the output rules resolve them
     check_output(output, "export", **rules)
+    int8 = None
+    if precision == "int8":
+        int8 = Int8Options(scope=int8_scope or "auto", activations=int8_activations or "static",
+                           max_metric_drop=INT8_MAX_METRIC_DROP if max_metric_drop is None else max_metric_drop,
+                           min_agreement=min_agreement, atol=atol)
+        calibration, note = _calibration(int8.static(target), calibration_data, task, text_column, text_pair_column)
+        int8 = replace(int8, calibration=calibration, calibration_note=note).checked(target, None)
+        atol = None
     ckpt = load_checkpoint(checkpoint, spec=PruningSpec.read(spec) if spec else None, dense=dense)
     examples = None
     if data or task:
         examples = load_examples(data, task, text_column=column(text_column),
                                  text_pair_column=column(text_pair_column))
         examples = examples.take(max_examples or (INT8_SENTENCES if precision == "int8" else 64))
-    calibration, note = _calibration(static, calibration_data, task, text_column, text_pair_column)
     if target == "openvino":
         from ltp_deploy.exporters.openvino import export_openvino
 
         result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision,
-                                 single_sequence=single_sequence, batch1_graph=batch1_graph,
-                                 calibration=calibration, calibration_note=note, min_agreement=min_agreement,
-                                 int8_scope=int8_scope, **rules)
+                                 single_sequence=single_sequence, batch1_graph=batch1_graph, int8=int8, **rules)
     else:
         from ltp_deploy.exporters.onnx import export_onnx
 
         result = export_onnx(ckpt, output, dense=dense, examples=examples, atol=atol, opset=opset,
                              single_sequence=single_sequence, batch1_graph=batch1_graph, precision=precision,
-                             min_agreement=min_agreement, int8_scope=int8_scope,
-                             int8_activations=int8_activations, calibration=calibration, calibration_note=note,
-                             **rules)
+                             int8=int8, **rules)
     print(summary(result.graph, result.metadata), file=sys.stdout)
 
 
 def _calibration(static: bool, calibration_data: Path | None, task: str | None, text_column, text_pair_column):
-    """Calibration sentences of static INT8 (OpenVINO's, or ONNX Runtime's with static activations):
+    """Calibration sentences of static INT8 (OpenVINO's, and ONNX Runtime's unless its activations are dynamic):
     ``CALIBRATION_ROWS`` seeded rows of the given file or of the task's train split (never dev), and the note the
     metadata records; (None, None) when nothing is calibrated."""
     from ltp_deploy.data import load_examples
@@ -151,7 +157,7 @@ def _calibration(static: bool, calibration_data: Path | None, task: str | None, 
     if not static:
         return None, None
     if calibration_data is None and task is None:
-        raise missing_calibration("Static INT8 (OpenVINO's, or --int8-activations static)")
+        raise missing_calibration("Static INT8 (OpenVINO's, and ONNX Runtime's unless --int8-activations dynamic)")
     split = "train" if calibration_data is None else "given file"
     pool = load_examples(calibration_data, task, "train", text_column=column(text_column),
                          text_pair_column=column(text_pair_column))
@@ -163,12 +169,7 @@ def summary(graph: Path, metadata: dict) -> str:
     """The one line printed after a successful export."""
     v = metadata["validation"]
     if v.get("rule") == "int8-outcomes":
-        q = metadata.get("quantization") or {}
-        return (f"exported {graph} ({metadata['pruning']}, int8: {q.get('quantized_matmuls')} MatMuls quantized, "
-                f"{len(q.get('fp32', []))} parts kept fp32): validated on {v['sentences']} real sentences "
-                f"(batch {v['batch_size']}) in {v['runtime']}, predictions agree on {100 * v['agreement']:.2f}% (>= "
-                f"{100 * v['min_agreement']:g}%), max |logit diff| {v['max_abs_diff']:.2f} (atol {v['atol']:g}), "
-                f"kept counts equal per layer {', '.join(f'{100 * k:.0f}%' for k in v['kept_agreement'])}")
+        return int8_summary(graph, metadata)
     tolerated = v.get("tolerated") or []
     kept = (f"kept counts identical except {len(tolerated)} random-input case(s) tolerated for fp16"
             if tolerated else "kept counts identical")
@@ -181,3 +182,19 @@ def summary(graph: Path, metadata: dict) -> str:
     return (f"exported {graph} ({metadata['pruning']}{form}, {metadata['precision']}, opset {metadata['opset']}): "
             f"validated on {len(v['cases'])} cases in {v['runtime']}, max |logit diff| {v['max_abs_diff']:.1e} "
             f"(atol {v['atol']:.0e}), {kept}{also}")
+
+
+def int8_summary(graph: Path, metadata: dict) -> str:
+    """The line after an INT8 export: the scope kept, the gate's figures, agreement and kept counts."""
+    v, q = metadata["validation"], metadata.get("quantization") or {}
+    tried = [t["scope"] for t in q.get("trials", [])]
+    scope = q.get("scope") + (f" (after {', '.join(tried[:-1])} failed the gate)" if len(tried) > 1 else "")
+    gate = (f"{v['metric']} {100 * v['metric_int8']:.2f}% against fp32's {100 * v['metric_fp32']:.2f}% "
+            f"({-v['metric_drop']:+.2f} points, at most -{v['max_metric_drop']:g} allowed), "
+            if v.get("metric") else "")
+    agreement = f" (>= {100 * v['min_agreement']:g}%)" if v.get("min_agreement") else ""
+    return (f"exported {graph} ({metadata['pruning']}, int8 scope {scope}: {q.get('quantized_matmuls')} MatMuls "
+            f"quantized, {len(q.get('fp32', []))} parts kept fp32): validated on {v['sentences']} real sentences "
+            f"(batch {v['batch_size']}) in {v['runtime']}: {gate}predictions agree on "
+            f"{100 * v['agreement']:.2f}%{agreement}, max |logit diff| {v['max_abs_diff']:.2f}, kept counts equal "
+            f"per layer {', '.join(f'{100 * k:.0f}%' for k in v['kept_agreement'])}")

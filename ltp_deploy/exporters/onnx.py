@@ -20,10 +20,11 @@ import torch
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters.int8 import Int8Options
 from ltp_deploy.exporters.steps import ExportResult, ExportValidationError, export_validated
 from ltp_deploy.interrupts import received
 from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
-from ltp_deploy.output_locks import scratch_dir
+from ltp_deploy.output_locks import scratch_on_demand
 from ltp_deploy.outputs import writing
 from ltp_deploy.artifact import OUTPUT_NAMES
 
@@ -41,8 +42,6 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None,
 
     ``single_sequence``: export ``SingleSequenceClassifier(model)`` instead, whose inputs are (1, sequence).
     """
-    import onnx
-
     names = model.config.input_names
     ids = torch.randint(1000, 2000, (1 if single_sequence else 2, 16), generator=torch.Generator().manual_seed(0))
     example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
@@ -57,16 +56,21 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None,
             model, args, str(path), dynamo=True, input_names=list(names), output_names=list(OUTPUT_NAMES),
             dynamic_shapes=dynamic, opset_version=opset, optimize=True, external_data=False, verbose=False,
         )
+    return graph_opset(path)
+
+
+def graph_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file imports."""
+    import onnx
+
     graph = onnx.load(str(path), load_external_data=False)
     return next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
                 atol: float | None = None, opset: int | None = None, single_sequence: bool = False,
-                batch1_graph: bool = True, precision: str = "fp32", min_agreement: float | None = None,
-                int8_scope: str = "decisions", int8_activations: str = "dynamic",
-                calibration: Examples | None = None, calibration_note: dict | None = None, overwrite: bool = False,
-                inputs=()) -> ExportResult:
+                batch1_graph: bool = True, precision: str = "fp32", int8: Int8Options | None = None,
+                overwrite: bool = False, inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.onnx`` with its tokenizer and metadata, validated in ONNX Runtime.
 
     Args:
@@ -74,22 +78,17 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
         out: the output folder; replaced only when export and validation succeed.
         dense: export the same weights with pruning off (the A/B timing baseline).
         examples: real sentences for validation (default: a small built-in set).
-        atol: largest allowed |logit difference| against torch (default 1e-4; INT8 ``validate.INT8_ATOL``).
+        atol: largest allowed |logit difference| against torch (default 1e-4; INT8: ``int8.atol``).
         opset: ONNX opset (default: the exporter's).
         single_sequence: export the batch-1 form (``SingleSequenceClassifier``) alone: inputs (1, sequence), no
             masks inside; runtimes call it once per row of a larger batch.
         batch1_graph: beside the batched graph, write the batch-1 form to ``model-b1.onnx``; runtimes opening
             the folder run it for batches of one (it has fewer nodes: the faster form at batch 1). Ignored with
             ``single_sequence``.
-        precision: "fp32", or "int8": dynamic quantization of the projections after the first keep decision
-            (``exporters.int8``), validated on the outcomes over ``examples`` (required) instead of exactly.
-        min_agreement: INT8: the prediction agreement the validation asks for (default 0.99).
-        int8_scope: INT8: "decisions" keeps what feeds the keep decisions in fp32, "all" quantizes every
-            projection (``exporters.int8``).
-        int8_activations: INT8: "dynamic" (scales per batch at run time) or "static" (calibrated on
-            ``calibration``, required then: a sentence's answer no longer depends on its batchmates).
-        calibration, calibration_note: INT8 static: training sentences (never dev) and what the metadata records
-            of them, as in ``export_openvino``.
+        precision: "fp32", or "int8": ONNX Runtime's quantizer (``exporters.int8``), gated on outcomes over
+            ``examples`` (required, labelled unless ``int8.min_agreement`` is given).
+        int8: INT8 settings (``exporters.int8.Int8Options``; default: every projection or the decision scope,
+            whichever passes, static activations calibrated on ``int8.calibration``, gate 0.5 metric points).
         overwrite: replace an existing ``out`` that is not an earlier ltp-deploy export (``outputs.check_output``).
         inputs: further paths ``out`` may not overlap (the checkpoint folder always counts).
 
@@ -99,56 +98,35 @@ def export_onnx(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examp
     """
     from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU
 
-    from ltp_deploy.exporters.int8 import quantize_onnx
-    from ltp_deploy.exporters.validate import INT8_ATOL
+    from ltp_deploy.exporters.int8 import calibration_set, quantize_onnx
 
     _check_opset(opset)
-    _check_scope(int8_scope)
     if precision not in PRECISIONS:
         raise LtpDeployError(f"Unknown ONNX export precision {precision!r}: use {' or '.join(PRECISIONS)}.")
-    feeds, source = _static_calibration(ckpt, precision, int8_activations, calibration, calibration_note)
+    int8 = (int8 or Int8Options()).checked("onnx", None if dense else ckpt.spec) if precision == "int8" else None
+    feeds = source = None
+    if int8 and int8.static("onnx"):
+        feeds, source = calibration_set(ckpt.tokenizer(), int8.calibration, ckpt.model.config, int8.calibration_note)
 
-    def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
-        meta = {"exporter": EXPORTER, "single_sequence": single}
-        if precision == "fp32":
-            return {"opset": torch_to_onnx(model, path, opset, single), **meta}
-        with scratch_dir("onnx") as tmp:
-            fp32 = tmp / "model.onnx"
-            graph_opset = torch_to_onnx(model, fp32, opset, single)
+    with scratch_on_demand("onnx") as tmp:  # the fp32 graphs INT8 quantizes, once for every scope tried
+        def write_graph(model: PrunedClassifier, path: Path, single: bool, scope: str | None) -> dict:
+            meta = {"exporter": EXPORTER, "single_sequence": single}
+            if precision == "fp32":
+                return {"opset": torch_to_onnx(model, path, opset, single), **meta}
+            fp32 = tmp() / f"model-{'b1' if single else 'batched'}.onnx"
+            if not fp32.exists():
+                torch_to_onnx(model, fp32, opset, single)
             with writing(path):
-                quantization = quantize_onnx(fp32, path, model.config, model.spec, int8_scope, feeds, source)
-            return {"opset": graph_opset, **meta, "quantization": quantization}
+                quantization = quantize_onnx(fp32, path, model.config, model.spec, scope, feeds, source)
+            return {"opset": graph_opset(fp32), **meta, "quantization": quantization}
 
-    return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
-                            open_for_validation=OnnxRuntimeCPU, single_sequence=single_sequence,
-                            batch1_file=BATCH1_FILE if batch1_graph and not single_sequence else None,
-                            dense=dense, examples=examples, precision=precision, min_agreement=min_agreement,
-                            overwrite=overwrite, inputs=inputs,
-                            atol=atol if atol is not None else INT8_ATOL if precision == "int8" else 1e-4)
-
+        return export_validated(ckpt, out, target="onnx", graph_file=GRAPH_FILE, write_graph=write_graph,
+                                open_for_validation=OnnxRuntimeCPU, single_sequence=single_sequence,
+                                batch1_file=BATCH1_FILE if batch1_graph and not single_sequence else None,
+                                dense=dense, examples=examples, precision=precision, int8=int8,
+                                overwrite=overwrite, inputs=inputs, atol=1e-4 if atol is None else atol)
 
 MIN_OPSET = 18  # the dynamo exporter's oldest
-
-
-def _static_calibration(ckpt: Checkpoint, precision: str, activations: str, calibration: Examples | None,
-                        note: dict | None) -> tuple[list[dict] | None, dict | None]:
-    """The calibration feeds and their description for INT8 with static activations, else (None, None)."""
-    from ltp_deploy.exporters.int8 import ACTIVATIONS, calibration_set, missing_calibration
-
-    if activations not in ACTIVATIONS:
-        raise LtpDeployError(f"Unknown --int8-activations {activations!r}: use {' or '.join(ACTIVATIONS)}.")
-    if precision != "int8" or activations == "dynamic":
-        return None, None
-    if calibration is None or len(calibration) == 0:
-        raise missing_calibration("Static INT8 (int8_activations='static')")
-    return calibration_set(ckpt.tokenizer(), calibration, ckpt.model.config, note)
-
-
-def _check_scope(scope: str) -> None:
-    from ltp_deploy.exporters.int8 import SCOPES
-
-    if scope not in SCOPES:
-        raise LtpDeployError(f"Unknown --int8-scope {scope!r}: use {' or '.join(SCOPES)}.")
 
 
 def _check_opset(opset: int | None) -> None:

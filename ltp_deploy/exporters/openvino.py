@@ -30,15 +30,15 @@ from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters.steps import ExportResult, export_validated
-from ltp_deploy.exporters.onnx import EXPORTER, _check_scope, torch_to_onnx
-from ltp_deploy.exporters.validate import INT8_ATOL
+from ltp_deploy.exporters.int8 import Int8Options
+from ltp_deploy.exporters.onnx import EXPORTER, graph_opset, torch_to_onnx
 from ltp_deploy.model import PrunedClassifier
-from ltp_deploy.output_locks import scratch_dir
+from ltp_deploy.output_locks import scratch_on_demand
 
 GRAPH_FILE = "model.xml"  # model.bin is written beside it
 BATCH1_FILE = "model-b1.xml"  # the batch-1 form (+ model-b1.bin), as in exporters.onnx
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2, "int8": INT8_ATOL}
+DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2, "int8": 1e-4}  # INT8 is gated on outcomes (Int8Options)
 VALIDATION_PRECISION_HINT = "f32"
 
 
@@ -50,9 +50,8 @@ def default_atol(precision: str) -> float:
 
 def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, examples: Examples | None = None,
                     atol: float | None = None, precision: str = "fp32", single_sequence: bool = False,
-                    batch1_graph: bool = True, calibration: Examples | None = None,
-                    calibration_note: dict | None = None, min_agreement: float | None = None,
-                    int8_scope: str = "decisions", overwrite: bool = False, inputs=()) -> ExportResult:
+                    batch1_graph: bool = True, int8: Int8Options | None = None, overwrite: bool = False,
+                    inputs=()) -> ExportResult:
     """Export ``ckpt`` to ``out/model.xml`` (+ ``model.bin``) with its tokenizer and metadata, validated in OpenVINO.
 
     Args:
@@ -62,12 +61,10 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         examples: real sentences for validation (default: a small built-in set).
         atol: largest allowed |logit difference| against torch (default: ``default_atol(precision)``).
         precision: stored weights, "fp32" or "fp16" (see the module docstring for the fp16 validation rule),
-            or "int8": NNCF post-training quantization (``exporters.int8``) calibrated on ``calibration``,
-            validated on the outcomes over ``examples`` (both required).
-        calibration: sentences for INT8 calibration, from the task's training split (never dev).
-        calibration_note: recorded with the calibration source in the metadata (e.g. split and seed).
-        min_agreement: INT8: the prediction agreement the validation asks for (default 0.99).
-        int8_scope: INT8: "decisions" (default) or "all", as in ``export_onnx``.
+            or "int8": NNCF post-training quantization (``exporters.int8``) calibrated on ``int8.calibration``
+            (training sentences, never dev), gated on outcomes over ``examples`` (both required).
+        int8: INT8 settings (``exporters.int8.Int8Options``), as in ``export_onnx``; activations are always
+            calibrated here.
         single_sequence, batch1_graph: the batch-1 form alone, or beside the batched graph (``model-b1.xml``),
             as in ``export_onnx``.
         overwrite, inputs: the output rules, as in ``export_onnx``.
@@ -86,38 +83,36 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
     """
     import openvino as ov
 
-    from ltp_deploy.exporters.int8 import missing_calibration
     from ltp_deploy.runtimes.openvino import OpenVINOCPU
 
     _check_precision(precision)
-    _check_scope(int8_scope)
-    if precision == "int8" and (calibration is None or len(calibration) == 0):
-        raise missing_calibration("INT8 for OpenVINO")
-
-    def write_graph(model: PrunedClassifier, path: Path, single: bool) -> dict:
-        meta = {"exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
-        with scratch_dir("onnx") as onnx_dir:
-            onnx_path = onnx_dir / "model.onnx"
-            meta["opset"] = torch_to_onnx(model, onnx_path, single_sequence=single)
-            graph = ov.convert_model(str(onnx_path))
-            if precision == "int8":
-                graph, meta["quantization"] = _quantize(graph, model, ckpt.tokenizer(), calibration,
-                                                        calibration_note or {}, int8_scope)
-            _save(ov, graph, path, out, compress_to_fp16=(precision == "fp16"))  # it compresses by default
-        return meta
+    int8 = (int8 or Int8Options()).checked("openvino", None if dense else ckpt.spec) if precision == "int8" else None
 
     def open_for_validation(path: Path):
         return OpenVINOCPU(path, precision="fp32")  # INFERENCE_PRECISION_HINT=f32, whatever the CPU prefers
 
-    return export_validated(
-        ckpt, out, target="openvino", graph_file=GRAPH_FILE, write_graph=write_graph,
-        open_for_validation=open_for_validation, single_sequence=single_sequence,
-        batch1_file=BATCH1_FILE if batch1_graph and not single_sequence else None, dense=dense, examples=examples,
-        atol=DEFAULT_ATOL[precision] if atol is None else atol, precision=precision,
-        tolerate_random_flips=(precision == "fp16"),
-        validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT}, min_agreement=min_agreement,
-        overwrite=overwrite, inputs=inputs,
-    )
+    with scratch_on_demand("onnx") as onnx_dir:  # the ONNX graphs converted, once for every INT8 scope tried
+        def write_graph(model: PrunedClassifier, path: Path, single: bool, scope: str | None) -> dict:
+            meta = {"exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
+            onnx_path = onnx_dir() / f"model-{'b1' if single else 'batched'}.onnx"
+            if not onnx_path.exists():
+                torch_to_onnx(model, onnx_path, single_sequence=single)
+            meta["opset"] = graph_opset(onnx_path)
+            graph = ov.convert_model(str(onnx_path))
+            if precision == "int8":
+                graph, meta["quantization"] = _quantize(graph, model, ckpt.tokenizer(), int8, scope)
+            _save(ov, graph, path, out, compress_to_fp16=(precision == "fp16"))  # it compresses by default
+            return meta
+
+        return export_validated(
+            ckpt, out, target="openvino", graph_file=GRAPH_FILE, write_graph=write_graph,
+            open_for_validation=open_for_validation, single_sequence=single_sequence,
+            batch1_file=BATCH1_FILE if batch1_graph and not single_sequence else None, dense=dense,
+            examples=examples, atol=DEFAULT_ATOL[precision] if atol is None else atol, precision=precision,
+            tolerate_random_flips=(precision == "fp16"),
+            validation_notes={"inference_precision_hint": VALIDATION_PRECISION_HINT}, int8=int8,
+            overwrite=overwrite, inputs=inputs,
+        )
 
 
 def _save(ov, graph, path: Path, out, compress_to_fp16: bool) -> None:
@@ -137,8 +132,8 @@ def _check_precision(precision: str) -> None:
         raise LtpDeployError(f"Unknown OpenVINO export precision {precision!r}: use fp32, fp16 or int8.")
 
 
-def _quantize(graph, model: PrunedClassifier, tokenizer, calibration: Examples, note: dict, scope: str):
+def _quantize(graph, model: PrunedClassifier, tokenizer, int8: Int8Options, scope: str):
     from ltp_deploy.exporters.int8 import calibration_set, quantize_openvino
 
-    feeds, source = calibration_set(tokenizer, calibration, model.config, note)
+    feeds, source = calibration_set(tokenizer, int8.calibration, model.config, int8.calibration_note)
     return quantize_openvino(graph, model.config, model.spec, feeds, source, scope)

@@ -198,9 +198,11 @@ def reference_agreement(model: PrunedClassifier, tokenizer, examples: Examples |
     return total
 
 
-# INT8 graphs are gated on outcomes (issue 14): kept sets may legitimately differ by a token near a threshold.
-INT8_MIN_AGREEMENT = 0.99  # prediction agreement with the fp32 torch model on the real sentences
-INT8_ATOL = 1.5  # largest |logit difference|; measured on SST-2 dev (2x checkpoint): 0.85 (ORT), 1.1 (OpenVINO)
+# INT8 graphs are gated on outcomes: kept sets may legitimately differ by a token near a threshold, and INT8 noise
+# alone flips a few sentences near the decision boundary (the dense MiniLM's own INT8 graph agrees with its fp32
+# graph on ~97.7% of SST-2 dev). What a user loses is task metric, so that is the gate, the same for pruned and
+# dense graphs; agreement, logit movement and kept-count agreement are recorded, and gated only when asked.
+INT8_MAX_METRIC_DROP = 0.5  # points of the task's primary metric (x100) below the fp32 model on the same sentences
 INT8_SENTENCES = 1000  # real sentences the export validates on unless --max-examples says otherwise
 # Dynamic INT8 quantizes each activation over the whole batch, so a sentence's outcome depends on its batch: the
 # batched graph is validated at bench's batch 32, the batch-1 graph one sentence at a time.
@@ -209,48 +211,80 @@ INT8_BATCH = 32
 
 @dataclass
 class OutcomeReport:
-    """The INT8 pass rule: predictions agree with the fp32 torch model on at least ``min_agreement`` of the real
-    sentences and no logit moves by more than ``atol``; kept-count agreement per layer is reported, not gated."""
+    """The INT8 pass rule: finite logits, and the task's primary metric over the real sentences at most
+    ``max_metric_drop`` points below the fp32 torch model's on the same sentences; optionally (when not None)
+    prediction agreement >= ``min_agreement`` and max |logit diff| <= ``atol``. Kept-count agreement per layer is
+    recorded, not gated. Metric values are fractions (accuracy 0.8693); the drop is in points (x100)."""
 
     runtime: str
-    atol: float
-    min_agreement: float
     batch_size: int
     sentences: int
+    metric: str | None  # the task's primary metric, None for unlabelled sentences
+    metric_fp32: float | None
+    metric_int8: float | None
+    max_metric_drop: float | None
     agreement: float
     max_abs_diff: float
     kept_agreement: list[float]  # per layer: fraction of sentences whose kept count equals the fp32 model's
+    min_agreement: float | None = None
+    atol: float | None = None
+
+    @property
+    def metric_drop(self) -> float | None:
+        """Points lost against fp32 (negative: INT8 scored higher); None without labels."""
+        if self.metric_fp32 is None or self.metric_int8 is None:
+            return None
+        return 100 * (self.metric_fp32 - self.metric_int8)
 
     @property
     def passed(self) -> bool:
-        return self.agreement >= self.min_agreement and self.max_abs_diff <= self.atol
+        return not self.failures()
 
     def failures(self) -> list[str]:
         out = []
-        if self.agreement < self.min_agreement:
+        if not math.isfinite(self.max_abs_diff):
+            out.append("NaN/inf logits")
+        drop = self.metric_drop
+        if self.max_metric_drop is not None and (drop is None or not drop <= self.max_metric_drop + 1e-9):
+            out.append(f"{self.metric} {100 * self.metric_int8:.2f} is {drop:.2f} points below fp32's "
+                       f"{100 * self.metric_fp32:.2f} (at most {self.max_metric_drop:g} allowed)"
+                       if drop is not None else "no labels to measure the task metric on")
+        if self.min_agreement is not None and self.agreement < self.min_agreement:
             out.append(f"predictions agree on {100 * self.agreement:.2f}% of {self.sentences} sentences, below "
                        f"{100 * self.min_agreement:g}%")
-        if self.max_abs_diff > self.atol:
+        if self.atol is not None and self.max_abs_diff > self.atol:
             out.append(f"max |logit diff| {self.max_abs_diff:.2f} above {self.atol:g}")
         return out
 
     def to_dict(self) -> dict:
-        return {"rule": "int8-outcomes", **asdict(self), "passed": self.passed}
+        return {"rule": "int8-outcomes", **asdict(self), "metric_drop": self.metric_drop, "passed": self.passed}
 
 
-def validate_outcomes(runtime: Runtime, model: PrunedClassifier, tokenizer, examples: Examples, atol: float,
-                      min_agreement: float = INT8_MIN_AGREEMENT, batch_size: int = INT8_BATCH) -> OutcomeReport:
-    """Run the real sentences through ``runtime`` and the fp32 ``model`` and compare outcomes (``OutcomeReport``)."""
+def validate_outcomes(runtime: Runtime, model: PrunedClassifier, tokenizer, examples: Examples,
+                      max_metric_drop: float | None = INT8_MAX_METRIC_DROP, min_agreement: float | None = None,
+                      atol: float | None = None, batch_size: int = INT8_BATCH) -> OutcomeReport:
+    """Run the real sentences through ``runtime`` and the fp32 ``model`` and compare outcomes (``OutcomeReport``;
+    the metric needs ``examples.labels``)."""
     from ltp_deploy.data import batches
+    from ltp_deploy.metrics import compute_metrics, predictions_from_logits, primary_metric
 
     agree, kept_same, worst, rows = 0, np.zeros(model.config.num_layers), 0.0, 0
+    outputs: dict[str, list] = {"fp32": [], "int8": []}
     for indices in batches(examples, batch_size):
         batch = encode(tokenizer, examples, model.config.max_length, indices=indices)
         want_logits, want_kept = torch_outputs(model, batch)
         logits, kept = runtime.run(batch)
         agree += int((logits.argmax(-1) == want_logits.argmax(-1)).sum())
         kept_same += (kept == want_kept).sum(axis=0)
-        worst = max(worst, float(np.abs(logits - want_logits).max()))
+        worst = max(worst, float(np.abs(logits - want_logits).max()), key=lambda x: (math.isnan(x), x))
         rows += len(indices)
-    return OutcomeReport(runtime.name, atol, min_agreement, batch_size, rows, agree / rows, worst,
-                         [float(k) for k in kept_same / rows])
+        outputs["fp32"].append(want_logits)
+        outputs["int8"].append(logits)
+    metric = scores = None
+    if examples.labels is not None:
+        metric = primary_metric(examples)
+        scores = {k: compute_metrics(examples, predictions_from_logits(np.concatenate(v), examples.is_regression))
+                  [metric] for k, v in outputs.items()}
+    return OutcomeReport(runtime.name, batch_size, rows, metric, scores and scores["fp32"], scores and scores["int8"],
+                         max_metric_drop, agree / rows, worst, [float(k) for k in kept_same / rows],
+                         min_agreement, atol)
