@@ -104,14 +104,20 @@ def int8_peer(runtime: str) -> str:
     return f"optimum-int8-{runtime}"
 
 
+def int8_peer_graph(s: ClaimsSettings, task: str, runtime: str) -> Path:
+    """The graph file of the Optimum INT8 peer of ``runtime`` (what its step writes)."""
+    from ltp_deploy.claims.peers import ORT_PEER_GRAPH, OV_PEER_GRAPH
+
+    return s.task_dir(task) / int8_peer(runtime) / (ORT_PEER_GRAPH if runtime == "onnxruntime" else OV_PEER_GRAPH)
+
+
 def _int8_peer_steps(s: ClaimsSettings, task: str, runtime: str, slice_args: tuple) -> list[Step]:
     """Make the Optimum INT8 peer of ``runtime``, check its metric and time it against Optimum's fp32 graph."""
     import sys
 
-    from ltp_deploy.claims.peers import ORT_PEER_GRAPH, OV_PEER_GRAPH, ort_peer_argv
+    from ltp_deploy.claims.peers import ort_peer_argv
 
-    d, name = s.task_dir(task), int8_peer(runtime)
-    graph = d / name / (ORT_PEER_GRAPH if runtime == "onnxruntime" else OV_PEER_GRAPH)
+    d, name, graph = s.task_dir(task), int8_peer(runtime), int8_peer_graph(s, task, runtime)
     argv = (ort_peer_argv(s.optimum_cli, d / "optimum", d / name) if runtime == "onnxruntime" else
             [sys.executable, "-m", "ltp_deploy.claims.peers", str(d / "optimum"), str(d / name), "--task", task])
     make = Step(f"{task}/{name}", argv, graph, needs=[f"{task}/optimum"], env={"HF_HUB_OFFLINE": "1"})
@@ -158,7 +164,7 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
         others["optimum"] = d / "optimum"
         if precision == "int8":
             peer = int8_peer(runtime)
-            others[peer] = _int8_peer_steps(s, task, runtime, slice_args)[0].output
+            others[peer] = int8_peer_graph(s, task, runtime)
     for other, other_path in others.items():
         other_step = (f"{task}/optimum" if other == "optimum" else f"{task}/{other}" if other.startswith("optimum")
                       else f"{task}/export/{other}")

@@ -83,10 +83,14 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
     """
     import openvino as ov
 
+    from ltp_deploy.exporters.int8 import calibration_set, quantize_openvino
     from ltp_deploy.runtimes.openvino import OpenVINOCPU
 
     _check_precision(precision)
     int8 = (int8 or Int8Options()).checked("openvino", None if dense else ckpt.spec) if precision == "int8" else None
+    feeds = source = None  # tokenised once for every graph and scope tried
+    if int8:
+        feeds, source = calibration_set(ckpt.tokenizer(), int8.calibration, ckpt.model.config, int8.calibration_note)
 
     def open_for_validation(path: Path):
         return OpenVINOCPU(path, precision="fp32")  # INFERENCE_PRECISION_HINT=f32, whatever the CPU prefers
@@ -100,7 +104,8 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
             meta["opset"] = graph_opset(onnx_path)
             graph = ov.convert_model(str(onnx_path))
             if precision == "int8":
-                graph, meta["quantization"] = _quantize(graph, model, ckpt.tokenizer(), int8, scope)
+                graph, meta["quantization"] = quantize_openvino(graph, model.config, model.spec, feeds, source,
+                                                                scope)
             _save(ov, graph, path, out, compress_to_fp16=(precision == "fp16"))  # it compresses by default
             return meta
 
@@ -130,10 +135,3 @@ def _save(ov, graph, path: Path, out, compress_to_fp16: bool) -> None:
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise LtpDeployError(f"Unknown OpenVINO export precision {precision!r}: use fp32, fp16 or int8.")
-
-
-def _quantize(graph, model: PrunedClassifier, tokenizer, int8: Int8Options, scope: str):
-    from ltp_deploy.exporters.int8 import calibration_set, quantize_openvino
-
-    feeds, source = calibration_set(tokenizer, int8.calibration, model.config, int8.calibration_note)
-    return quantize_openvino(graph, model.config, model.spec, feeds, source, scope)
