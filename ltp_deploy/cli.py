@@ -18,6 +18,7 @@ from ltp_deploy.commands import calibrate as calibrate_cmd
 from ltp_deploy.commands import check as check_cmd
 from ltp_deploy.commands import export as export_cmd
 from ltp_deploy.commands import inspect as inspect_cmd
+from ltp_deploy.commands import profile as profile_cmd
 from ltp_deploy.commands import reproduce as reproduce_cmd
 from ltp_deploy.commands import serve as serve_cmd
 from ltp_deploy.commands import sweep as sweep_cmd
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.command("export", help=export_cmd.HELP, epilog=export_cmd.EXAMPLES)(export_cmd.export)
 app.command("inspect", help=inspect_cmd.HELP, epilog=inspect_cmd.EXAMPLES)(inspect_cmd.inspect)
 app.command("bench", help=bench_cmd.HELP, epilog=bench_cmd.EXAMPLES)(bench_cmd.bench)
+app.command("profile", help=profile_cmd.HELP, epilog=profile_cmd.EXAMPLES)(profile_cmd.profile)
 app.command("train", help=train_cmd.HELP, epilog=train_cmd.EXAMPLES)(train_cmd.train)
 app.command("calibrate", help=calibrate_cmd.HELP, epilog=calibrate_cmd.EXAMPLES)(calibrate_cmd.calibrate)
 app.command("sweep", help=sweep_cmd.HELP, epilog=sweep_cmd.EXAMPLES)(sweep_cmd.sweep)

@@ -325,9 +325,9 @@ def test_predictor_cuts_huge_texts_before_tokenising(export, sentences):
 
     predictor = Predictor(export, max_length=16)
     bound = 16 * CHARS_PER_TOKEN
-    tokenizer, seen = predictor.tokenizer, []
-    predictor.tokenizer = lambda text, pair=None, **kw: seen.append((len(text), len(pair or ""))) or tokenizer(
-        text, pair, **kw)
+    tokenizer, seen = predictor.classifier.tokenizer, []
+    predictor.classifier.tokenizer = lambda text, pair=None, **kw: seen.append((len(text), len(pair or ""))) or \
+        tokenizer(text, pair, **kw)
     review = " ".join(sentences)  # real text, several times the bound: cut, and answered as if tokenised in full
     assert len(review) > 2 * bound
     for item in (Item(review), Item(review, review[::-1]), Item("short", review)):

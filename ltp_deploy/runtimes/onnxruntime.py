@@ -166,10 +166,15 @@ def _fixed_width(output) -> int:
     return shape[1]
 
 
-def _session(path: str | Path, threads: int | None, providers: list):
+def _session(path: str | Path, threads: int | None, providers: list, profile_prefix: str | None = None):
+    """The session every adapter runs; with ``profile_prefix`` ONNX Runtime's own profiler writes a trace there
+    (``runtimes.profile``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     if threads:

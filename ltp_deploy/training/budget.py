@@ -13,9 +13,13 @@ Three pieces hold the budget through a run:
 3. ``meet_budget`` (after stage 2): training batches are not the inputs the budget is judged on (SST-2 trains on
    phrases and is judged on sentences). A search over one common scale of the thresholds makes the dev inputs
    meet X; their labels are never read.
+4. ``hold_metric`` (``--max-metric-drop D``, each task's default): the budget is an upper bound. A search over one
+   common factor <= 1 of the thresholds keeps the largest FLOPs reduction whose task metric on a labelled tuning
+   slice, held out of the training examples, is at most D points below the dense model's on the same slice. The
+   split that ``train`` reports (dev) is never read for it.
 
-``drop_idle_pruners`` then sets to 0 the threshold of every layer that drops no token of those same inputs: on
-them the decisions, the metric and the FLOPs stay exactly the same, and the export loses that layer's scoring and
+``drop_idle_pruners`` then sets to 0 the threshold of every layer that drops no token of those same inputs (nor of
+the tuning slice, when the hold ran): on them the decisions, the metric and the FLOPs stay exactly the same, and the export loses that layer's scoring and
 gather (about 8 executed OpenVINO nodes per layer at batch 1, `scripts/ov_nodes.py`).
 """
 
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ltp_deploy.calibration.evaluate import EncodedData, predict
+from ltp_deploy.calibration.evaluate import EncodedData, evaluate, predict
 from ltp_deploy.flops import dense_flops, flops_from_kept, flops_reduction
 from ltp_deploy.model import PrunedClassifier
 
@@ -122,12 +126,61 @@ def meet_budget(model: PrunedClassifier, data: EncodedData, target: float, toler
     return {"target": target, "reached": tried[final], "scale": math.exp(final), "evaluations": len(tried)}
 
 
-def drop_idle_pruners(model: PrunedClassifier, data: EncodedData) -> tuple[PrunedClassifier, list[int]]:
-    """``model`` with threshold 0 in each pruning layer that keeps every token it receives on ``data``.
+def hold_metric(model: PrunedClassifier, data: EncodedData, reference: float, max_drop: float,
+                shrink: float = 0.8, min_scale: float = 0.05, refine: int = 4) -> dict:
+    """Lower ``model``'s thresholds (in place, by one common factor <= 1) to the largest FLOPs reduction on ``data``
+    whose primary metric is at most ``max_drop`` points (100 x the metric) below ``reference``.
+
+    ``data`` is labelled and must be held out of training and of the split that is reported: ``train`` passes its
+    tuning slice, and ``reference`` is the dense model's metric on it. The scan tries the factors 1, ``shrink``,
+    ``shrink``^2, ... down to ``min_scale`` until one passes, then bisects (in log scale, ``refine`` steps) between
+    the last failing and the first passing factor. The metric is not exactly monotone in the factor, so the factor
+    kept is the passing one with the largest FLOPs reduction among all tried; if none passes, the smallest tried
+    (``met`` False).
+
+    Returns:
+        ``{"max_metric_drop", "reference", "metric", "metric_drop_points", "scale", "reached", "met",
+        "examples", "evaluations"}``: the metric and FLOPs reduction on ``data`` at the factor kept.
+    """
+    state = {"log": 0.0}
+    tried: dict[float, tuple[float, float]] = {}  # log factor -> (metric, FLOPs reduction)
+
+    def at(log_scale: float) -> bool:
+        model.scale_thresholds(math.exp(log_scale - state["log"]))
+        state["log"] = log_scale
+        if log_scale not in tried:
+            ev = evaluate(model, data)
+            tried[log_scale] = (ev.value, ev.flops_reduction)
+        return 100.0 * (reference - tried[log_scale][0]) <= max_drop + 1e-9
+
+    step, floor = math.log(shrink), math.log(min_scale)
+    fail, ok = None, 0.0
+    while not at(ok):
+        fail, ok = ok, ok + step
+        if ok < floor:
+            break
+    if fail is not None and ok >= floor:
+        for _ in range(refine):
+            mid = (fail + ok) / 2
+            if at(mid):
+                ok = mid
+            else:
+                fail = mid
+    passing = [k for k in tried if 100.0 * (reference - tried[k][0]) <= max_drop + 1e-9]
+    final = max(passing, key=lambda k: (tried[k][1], k)) if passing else min(tried)
+    at(final)
+    metric, reached = tried[final]
+    return {"max_metric_drop": max_drop, "reference": reference, "metric": metric,
+            "metric_drop_points": 100.0 * (reference - metric), "scale": math.exp(final), "reached": reached,
+            "met": bool(passing), "examples": len(data), "evaluations": len(tried)}
+
+
+def drop_idle_pruners(model: PrunedClassifier, *data: EncodedData) -> tuple[PrunedClassifier, list[int]]:
+    """``model`` with threshold 0 in each pruning layer that keeps every token it receives on every set in ``data``.
 
     A layer is idle when, for every input, it keeps as many tokens as the layer before it (the real length for
     layer 0). Zeroing one idle layer leaves every later layer's input unchanged, so all idle layers go at once and
-    the model's decisions on ``data`` stay identical. Labels are not used.
+    the model's decisions on each set stay identical. Labels are not used.
 
     Returns:
         The model (a new one sharing weights, without the idle layers' learned scorers; ``model`` itself when no
@@ -136,9 +189,12 @@ def drop_idle_pruners(model: PrunedClassifier, data: EncodedData) -> tuple[Prune
     spec = model.spec
     if spec is None or spec.mode != "absolute_threshold":
         return model, []
-    _, kept = predict(model, data)
-    before = np.concatenate([data.lengths[:, None], kept[:, :-1]], axis=1)
-    idle = [i for i in spec.pruning_layers() if np.array_equal(kept[:, i], before[:, i])]
+    idle = set(spec.pruning_layers())
+    for one in data:
+        _, kept = predict(model, one)
+        before = np.concatenate([one.lengths[:, None], kept[:, :-1]], axis=1)
+        idle &= {i for i in spec.pruning_layers() if np.array_equal(kept[:, i], before[:, i])}
+    idle = sorted(idle)
     if not idle:
         return model, []
     thresholds = tuple(0.0 if i in idle else t for i, t in enumerate(spec.thresholds))

@@ -21,7 +21,8 @@ from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.outputs import reserved
 from ltp_deploy.spec import PruningSpec
 from ltp_deploy.training.batches import TrainData, stage_steps
-from ltp_deploy.training.budget import drop_idle_pruners, meet_budget
+from ltp_deploy.training.budget import drop_idle_pruners, hold_metric, meet_budget
+from ltp_deploy.training.quantize import FakeQuantized
 from ltp_deploy.training.settings import Log, StageLog, TrainReport, TrainSettings
 from ltp_deploy.training.soft import LearnedScorers, Thresholds
 from ltp_deploy.training.stages import LEARNING_RATES, TrainingDiverged, fit_dense, fit_hard, learn_thresholds
@@ -56,6 +57,7 @@ def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport
     dev_ex = load_examples(settings.dev_data, task.name, "dev")
     if not train_ex.has_labels or not dev_ex.has_labels:
         raise LtpDeployError("Training needs labelled train and dev data: give files with a label column.")
+    train_ex, tune_ex = _tuning_slice(train_ex, settings)
     if settings.max_examples is not None:
         train_ex = train_ex.subset(settings.max_examples, seed=settings.seed)
     if settings.max_eval_examples is not None:
@@ -70,10 +72,12 @@ def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport
     length = min(settings.max_length or default_max_length(task.name), model.config.max_length)  # never past the positions
     data = TrainData.build(tokenizer, train_ex, length)
     dev = EncodedData.build(tokenizer, dev_ex, length)
+    tune = EncodedData.build(tokenizer, tune_ex, length) if tune_ex is not None else None
     n, bs = len(data), settings.batch_size
     stages, started = [], time.perf_counter()
     base_meta = {"task": task.name, "source_model": str(Path(settings.model).resolve()),
-                 "train_examples": n, "dev_examples": len(dev_ex), "settings": _settings_dict(settings),
+                 "train_examples": n, "dev_examples": len(dev_ex),
+                 "tune_examples": 0 if tune_ex is None else len(tune_ex), "settings": _settings_dict(settings),
                  "versions": library_versions()}
 
     dense_output, stage = None, None
@@ -83,6 +87,7 @@ def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport
                               settings.dense_lr, settings, regression, _stage_rng(settings.seed, 0))
         stages.append(stage)
     dense_eval = evaluate(model, dev)
+    dense_tune = evaluate(model, tune) if tune is not None else None  # before stage 1 trains the weights in place
     log(_stage_line("dense", stage, dense_eval, note="" if stage else "the input model, already fine-tuned"))
     if ckpt.head_initialized:
         dense_output = settings.dense_path
@@ -117,13 +122,17 @@ def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport
     log(_stage_line("soft", stage, soft_eval, pruned.spec))
 
     hard_steps = stage_steps(n, bs, settings.hard_epochs, settings.hard_steps, "hard")
+    qat = FakeQuantized(pruned) if settings.qat else None  # before fit_hard builds its optimizer
     with _diverged(settings, dense_output):
         stage = (fit_hard(pruned, data, hard_steps, settings, regression, _stage_rng(settings.seed, 2), teacher)
                  if hard_steps else None)
     stages += [stage] if stage else []
     budget_dev = dev if settings.budget_examples is None or settings.budget_examples >= len(dev_ex) else \
         EncodedData.build(tokenizer, dev_ex.take(settings.budget_examples), length)
-    pruned, budget, idle = _finish_thresholds(pruned, budget_dev, settings, log)
+    if qat is not None:
+        qat.freeze()
+    pruned, budget, idle = _finish_thresholds(pruned, budget_dev, settings, log,
+                                              hold=(tune, dense_tune.value) if tune is not None else None, qat=qat)
     final_eval = evaluate(pruned, dev)
     spec = pruned.spec
     log(_stage_line("hard", stage, final_eval, spec))
@@ -159,9 +168,13 @@ def _diverged(settings: TrainSettings, dense_output: Path | None) -> Iterator[No
                              f"again{resume}.") from None
 
 
-def _finish_thresholds(pruned: PrunedClassifier, data: EncodedData, settings: TrainSettings, log: Log):
-    """After stage 2: scale the thresholds so that ``data`` (dev inputs, labels unread) meets the budget, then zero
-    the idle pruners'. Returns the model, the budget record (None without a budget) and the zeroed layers."""
+def _finish_thresholds(pruned: PrunedClassifier, data: EncodedData, settings: TrainSettings, log: Log,
+                       hold: tuple[EncodedData, float] | None = None, qat: FakeQuantized | None = None):
+    """After stage 2: scale the thresholds so that ``data`` (dev inputs, labels unread) meets the budget; with
+    ``hold`` (the tuning slice and the dense model's metric on it) lower them until the slice is within
+    ``max_metric_drop`` points (both under ``qat``'s fake quantization, removed afterwards); then zero the idle
+    pruners'. Returns the model, the budget record (None without a
+    budget; with the hold's record under ``"metric_hold"``) and the zeroed layers."""
     budget = None
     if settings.budget is not None:
         budget = meet_budget(pruned, data, settings.budget)
@@ -169,13 +182,36 @@ def _finish_thresholds(pruned: PrunedClassifier, data: EncodedData, settings: Tr
         log(f"budget: thresholds x{budget['scale']:.3f} after {budget['evaluations']} runs over "
             f"{budget['examples']} dev inputs: "
             f"{budget['reached']:.2f}x FLOPs reduction for a target of {settings.budget:g}x")
+    if hold is not None and any(pruned.spec.thresholds):
+        held = hold_metric(pruned, hold[0], hold[1], settings.max_metric_drop)
+        budget = {**(budget or {}), "metric_hold": held}
+        outcome = "within" if held["met"] else "still more than"
+        log(f"metric hold: thresholds x{held['scale']:.3f} after {held['evaluations']} runs over {held['examples']} "
+            f"held-out training examples: {100 * held['metric']:.2f} against the dense {100 * held['reference']:.2f}, "
+            f"{outcome} {settings.max_metric_drop:g} points, at {held['reached']:.2f}x FLOPs reduction there")
+    if qat is not None:
+        qat.remove()
     idle = []
     if settings.drop_idle_pruners:
-        pruned, idle = drop_idle_pruners(pruned, data)
+        pruned, idle = drop_idle_pruners(pruned, data, *([hold[0]] if hold is not None else []))
     if idle:
-        log(f"idle pruners: layer{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} dropped no dev token; "
-            "threshold set to 0 (same decisions on dev, fewer graph nodes)")
+        seen = "dev or tuning" if hold is not None else "dev"
+        log(f"idle pruners: layer{'s' if len(idle) > 1 else ''} {', '.join(map(str, idle))} dropped no {seen} "
+            f"token; threshold set to 0 (same decisions there, fewer graph nodes)")
     return pruned, budget, idle
+
+
+def _tuning_slice(examples: Examples, settings: TrainSettings) -> tuple[Examples, Examples | None]:
+    """(training examples, tuning slice): with ``max_metric_drop`` set, ``tune_examples`` seeded rows (at most a fifth
+    of ``examples``) leave the training data for ``budget.hold_metric``; otherwise (examples, None)."""
+    if settings.max_metric_drop is None:
+        return examples, None
+    n = min(settings.tune_examples, len(examples) // 5)
+    if n < 1:
+        raise LtpDeployError(f"--max-metric-drop needs a tuning slice held out of training, but {len(examples)} "
+                             "training examples leave none: give at least 5, or --target-flops-reduction instead.")
+    picked = np.random.default_rng([settings.seed, 7]).permutation(len(examples))
+    return examples.select(np.sort(picked[n:])), examples.select(np.sort(picked[:n]))
 
 
 def _stage_rng(seed: int, stage: int) -> np.random.Generator:

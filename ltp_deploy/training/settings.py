@@ -123,6 +123,10 @@ class TrainSettings:
     hard_epochs: float | None = None
     hard_steps: int | None = None
     hard_lr: float = 2e-5
+    # Quantization-aware stage 2 (``training.quantize``): the export's INT8 scheme (per-channel int8 weights, static
+    # uint8 activation scales) simulated by torch.ao fake quantization through stage 2, the budget search and the
+    # metric hold; the checkpoint keeps fp32 weights.
+    qat: bool = False
     # Weight a of distillation in stage 2: loss = (1 - a) * task loss + a * distance to the dense model's outputs
     # (KL divergence of the softmax; squared error for regression). The teacher is the model as it was before
     # stage 1, in eval mode. 0 trains on the labels alone, as LTP does.
@@ -138,6 +142,12 @@ class TrainSettings:
     # The final budget search (``budget.meet_budget``) runs over the first N dev inputs (never their labels);
     # None: the task's (all of dev; IMDB 500, since each run over its 2,000 reviews takes a minute or two).
     budget_examples: int | None = None
+    # The budget as an upper bound (``budget.hold_metric``): after the budget search the thresholds come down, by one
+    # common factor, to the largest FLOPs reduction whose metric on a tuning slice (``tune_examples`` seeded
+    # training examples, held out of training) stays within this many points of the dense model's on that slice.
+    # None: the task's (1.0) when neither --target-flops-reduction nor --lambda is given; otherwise off.
+    max_metric_drop: float | None = None
+    tune_examples: int | None = None  # None: the task's (2,000; IMDB 500), at most a fifth of the training examples
     overwrite: bool = False  # replace existing outputs that ltp-deploy did not write
 
     def validate(self) -> None:
@@ -203,6 +213,11 @@ class TrainSettings:
                                  "is LTP's score, 'learned' trains a linear scorer per layer.")
         if not (self.scorer_lr > 0 and math.isfinite(self.scorer_lr)):
             raise LtpDeployError(f"--scorer-lr must be positive, got {self.scorer_lr}: 1e-3 is the default.")
+        if self.max_metric_drop is not None and not (self.max_metric_drop >= 0 and math.isfinite(self.max_metric_drop)):
+            raise LtpDeployError(f"--max-metric-drop must be zero or more points, got {self.max_metric_drop}: "
+                                 "e.g. 1.0 allows one accuracy point below the dense model.")
+        if self.tune_examples is not None and self.tune_examples < 1:
+            raise LtpDeployError(f"--tune-examples must be at least 1, got {self.tune_examples}: 2000 is the default.")
         if not 0 <= self.warmup < 1:
             raise LtpDeployError(f"--warmup must be a fraction in [0, 1), got {self.warmup}: 0.06 is usual.")
         refuse_symlink_loops([(self.model, "Model"), (self.train_data, "Data file"),
@@ -215,10 +230,12 @@ class TrainSettings:
         """A copy with every option left at None that has a task default filled in (``recipes.recipe``)."""
         r = recipe(self.task)
         defaults = {"batch_size": r.batch_size, "max_examples": r.max_examples, "threshold_lr": r.threshold_lr,
-                    "budget_examples": r.budget_examples, "scorer": r.scorer}
+                    "budget_examples": r.budget_examples, "scorer": r.scorer, "tune_examples": r.tune_examples}
         changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         if self.lambda_ is None and self.target_flops_reduction is None:
             changes["target_flops_reduction"] = r.target
+            if self.max_metric_drop is None:
+                changes["max_metric_drop"] = r.max_metric_drop
         for stage, (epochs, steps) in r.stages.items():
             if getattr(self, f"{stage}_epochs") is None and getattr(self, f"{stage}_steps") is None:
                 changes[f"{stage}_epochs"], changes[f"{stage}_steps"] = epochs, steps
