@@ -383,12 +383,12 @@ def test_the_tuning_slice_is_held_out_of_training(sst2_small):
     from ltp_deploy.training.run import _tuning_slice
 
     examples = sst2_small[0]
-    settings = TrainSettings(model="m", task="sst2", output="o", max_metric_drop=1.0, tune_examples=40)
+    settings = TrainSettings(model="m", task="sst2", output="o", max_metric_drop=1.0, tune_examples=20)
     train, tune = _tuning_slice(examples, settings)
-    assert (len(train), len(tune)) == (len(examples) - 40, 40)
+    assert (len(train), len(tune)) == (len(examples) - 20, 20)
     assert sorted(train.texts + tune.texts) == sorted(examples.texts)  # a split: nothing lost, nothing twice
     _, capped = _tuning_slice(examples, dataclasses.replace(settings, tune_examples=10_000))
-    assert len(capped) == len(examples) // 5  # at most a fifth of the training data
+    assert len(capped) == len(examples) // 10  # at most a tenth of the training data
     assert _tuning_slice(examples, dataclasses.replace(settings, max_metric_drop=None)) == (examples, None)
 
 

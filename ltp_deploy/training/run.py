@@ -202,14 +202,14 @@ def _finish_thresholds(pruned: PrunedClassifier, data: EncodedData, settings: Tr
 
 
 def _tuning_slice(examples: Examples, settings: TrainSettings) -> tuple[Examples, Examples | None]:
-    """(training examples, tuning slice): with ``max_metric_drop`` set, ``tune_examples`` seeded rows (at most a fifth
+    """(training examples, tuning slice): with ``max_metric_drop`` set, ``tune_examples`` seeded rows (at most a tenth
     of ``examples``) leave the training data for ``budget.hold_metric``; otherwise (examples, None)."""
     if settings.max_metric_drop is None:
         return examples, None
-    n = min(settings.tune_examples, len(examples) // 5)
+    n = min(settings.tune_examples, len(examples) // 10)
     if n < 1:
         raise LtpDeployError(f"--max-metric-drop needs a tuning slice held out of training, but {len(examples)} "
-                             "training examples leave none: give at least 5, or --target-flops-reduction instead.")
+                             "training examples leave none: give at least 10, or --target-flops-reduction instead.")
     picked = np.random.default_rng([settings.seed, 7]).permutation(len(examples))
     return examples.select(np.sort(picked[n:])), examples.select(np.sort(picked[:n]))
 
