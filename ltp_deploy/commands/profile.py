@@ -18,7 +18,7 @@ Examples:
 
 
 def profile(
-    models: Annotated[list[Path], typer.Argument(help="Export folders, dense ONNX folders or .onnx/.xml graphs.")],
+    models: Annotated[list[Path], typer.Argument(metavar="MODEL", help="Export folders, dense ONNX folders or .onnx/.xml graphs.")],
     backend: Annotated[Optional[str], typer.Option(
         "--backend", help="onnxruntime or openvino (default: openvino for .xml, else onnxruntime).")] = None,
     task: Annotated[Optional[str], typer.Option("--task", help="Profile the task's dev sentences (default sst2).")] = None,
