@@ -120,6 +120,12 @@ class Examples:
         """Return the first ``n`` rows (all of them if there are fewer)."""
         return self.select(range(min(n, len(self))))
 
+    def hold_out(self, n: int, seed) -> tuple[Examples, Examples]:
+        """(the rest, ``n`` rows drawn at random without replacement), both kept in file order; ``seed`` is any
+        ``numpy.random.default_rng`` seed (an int or a sequence of ints)."""
+        picked = np.random.default_rng(seed).permutation(len(self))
+        return self.select(np.sort(picked[n:])), self.select(np.sort(picked[:n]))
+
     def subset(self, n: int, seed: int = 0) -> Examples:
         """Return ``n`` rows drawn at random without replacement (reproducible by ``seed``), kept in file order."""
         if n >= len(self):

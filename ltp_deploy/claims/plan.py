@@ -158,16 +158,16 @@ def _graph_steps(s: ClaimsSettings, task: str, runtime: str, precision: str, kin
         check_args += ["--min-metric", str(s.min_metric)]
     steps = [export, Step(f"{task}/check/{name}", ltp_deploy(*check_args), d / f"check-{name}.json",
                           needs=[export.name], report_kind=CHECK_KIND, sources=[ckpt] if kind == "pruned" else [])]
-    others = {graph_name("dense", runtime, precision): d / graph_name("dense", runtime, precision)} \
-        if kind == "pruned" else {}
+    others = {}  # what this graph is timed against: name -> (its path, the step that makes it)
+    if kind == "pruned":
+        dense = graph_name("dense", runtime, precision)
+        others[dense] = (d / dense, f"{task}/export/{dense}")
     if s.optimum_cli:
-        others["optimum"] = d / "optimum"
+        others["optimum"] = (d / "optimum", f"{task}/optimum")
         if precision == "int8":
             peer = int8_peer(runtime)
-            others[peer] = int8_peer_graph(s, task, runtime)
-    for other, other_path in others.items():
-        other_step = (f"{task}/optimum" if other == "optimum" else f"{task}/{other}" if other.startswith("optimum")
-                      else f"{task}/export/{other}")
+            others[peer] = (int8_peer_graph(s, task, runtime), f"{task}/{peer}")
+    for other, (other_path, other_step) in others.items():
         steps.append(_bench_step(s, task, runtime, name, d / name, other, other_path, [export.name, other_step],
                                  slice_args))
     return steps

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,7 +34,6 @@ def profile(
     from ltp_deploy.environment import library_versions
     from ltp_deploy.errors import LtpDeployError
     from ltp_deploy.outputs import check_output, write_json
-    from ltp_deploy.runtimes import resolve_model
     from ltp_deploy.runtimes.profile import PROFILE_SCHEMA_VERSION, profile_graph, summary_lines
 
     if batch_size < 1 or batches < 1 or (threads is not None and threads < 1):
@@ -49,13 +47,12 @@ def profile(
     reports = []
     for path in models:
         info = describe_model(path, backend)
-        chosen = backend or ("openvino" if resolve_model(path, backend)[0] == ".xml" else "onnxruntime")
         tokenizer = load_tokenizer(info.folder)
         feeds = [encode(tokenizer, examples, info.max_length, indices=idx)
                  for idx in index_batches(examples, batch_size, sort_by_length=False)]
-        report = profile_graph(path, feeds, backend=chosen, threads=threads)
+        report = profile_graph(path, feeds, backend=backend, threads=threads)
         reports.append(report)
-        print("\n".join(summary_lines(report)), file=sys.stderr if json_out is None else sys.stdout)
+        print("\n".join(summary_lines(report)))
     if json_out is not None:
         write_json(json_out, {"schema": PROFILE_SCHEMA_VERSION, "data": examples.source,
                               "threads": threads, "profiles": reports, "versions": library_versions()},

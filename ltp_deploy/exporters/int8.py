@@ -70,8 +70,8 @@ class Int8Options:
     ``precision="int8"``).
 
     Attributes:
-        scope: "auto" (default: every projection, else the decision-protecting scope, whichever passes first),
-            "all", "prefix" or "decisions" (``fp32_scope``).
+        scope: "auto" (default: "all", then "prefix", then "decisions", the first that passes the gate; a dense
+            graph: "all"), or one of "all", "prefix", "decisions" (``fp32_scope``).
         activations: ONNX Runtime's activation scales, "static" (default; calibrated, batch-invariant) or
             "dynamic" (per batch at run time, no calibration). OpenVINO's NNCF is always static.
         calibration: training sentences for static scales (never dev); ``calibration_note`` is what the metadata

@@ -49,30 +49,14 @@ class OpenVINOCPU(Runtime):
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str = "fp32",
                  hint: str = "latency"):
-        import openvino as ov
-        import openvino.properties as props
         import openvino.properties.hint as hints
 
         if precision not in PRECISIONS:
             raise LtpDeployError(f"Unknown OpenVINO precision {precision!r}: use {' or '.join(PRECISIONS)}.")
         if hint not in HINTS:
             raise LtpDeployError(f"Unknown performance hint {hint!r}: use {' or '.join(HINTS)}.")
-        core = ov.Core()
-        if precision == "bf16":
-            require_bf16(cpu_capabilities(core))
-        config = {
-            hints.performance_mode: getattr(hints.PerformanceMode, hint.upper()),
-            hints.inference_precision: getattr(ov.Type, PRECISIONS[precision]),
-        }
-        if threads:
-            config[props.inference_num_threads] = threads
         with LoadTimer(self):
-            try:
-                model = core.read_model(str(path))
-                self.compiled = core.compile_model(model, "CPU", config)
-            except RuntimeError as e:  # OpenVINO reports unreadable or unsupported graphs as RuntimeError
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                raise LtpDeployError(f"OpenVINO cannot load {path} ({first}): re-export it.") from None
+            model, self.compiled = compile_cpu(path, threads, precision, hint)
             self._requests = request_pool(self.compiled)
         actual = self.compiled.get_property(hints.inference_precision()).get_type_name()
         self.precision = {v: k for k, v in PRECISIONS.items()}.get(actual, actual)
@@ -96,6 +80,37 @@ class OpenVINOCPU(Runtime):
         finally:
             self._requests.put(request)
         return logits, kept
+
+
+def compile_cpu(path: str | Path, threads: int | None = None, precision: str = "fp32", hint: str = "latency",
+                extra: dict | None = None):
+    """``(openvino.Model, CompiledModel)`` of the graph ``path`` on the CPU, compiled as ``OpenVINOCPU`` runs it:
+    ``hint``'s performance mode, ``precision``'s arithmetic (forced: left to itself, OpenVINO picks bf16 on a
+    bf16-capable CPU), ``threads``; ``extra`` adds properties (``runtimes.profile``: ``PERF_COUNT``).
+
+    Raises:
+        LtpDeployError: bf16 on a CPU without it, an unreadable or unsupported graph.
+    """
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    core = ov.Core()
+    if precision == "bf16":
+        require_bf16(cpu_capabilities(core))
+    config = {
+        hints.performance_mode: getattr(hints.PerformanceMode, hint.upper()),
+        hints.inference_precision: getattr(ov.Type, PRECISIONS[precision]),
+        **(extra or {}),
+    }
+    if threads:
+        config[props.inference_num_threads] = threads
+    try:
+        model = core.read_model(str(path))
+        return model, core.compile_model(model, "CPU", config)
+    except RuntimeError as e:  # OpenVINO reports unreadable or unsupported graphs as RuntimeError
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise LtpDeployError(f"OpenVINO cannot load {path} ({first}): re-export it.") from None
 
 
 def request_pool(compiled) -> queue.Queue:

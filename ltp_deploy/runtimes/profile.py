@@ -54,14 +54,15 @@ PROFILE_SCHEMA = {
 }
 
 
-def profile_graph(path: str | Path, batches: Sequence[dict[str, np.ndarray]], backend: str = "onnxruntime",
+def profile_graph(path: str | Path, batches: Sequence[dict[str, np.ndarray]], backend: str | None = None,
                   threads: int | None = None, warmup: int = 2) -> dict:
     """Profile ``batches`` (tokenised, right-padded, all of one batch size) on ``path``'s graph.
 
     Args:
         path: an export folder, a dense ONNX folder (Optimum's), or a ``.onnx`` / ``.xml`` file.
         batches: what to run, each once after ``warmup`` unprofiled calls of the first.
-        backend: "onnxruntime" (``.onnx``) or "openvino" (``.onnx`` or ``.xml``); CPU only.
+        backend: "onnxruntime" (``.onnx``) or "openvino" (``.onnx`` or ``.xml``); CPU only. Default: openvino
+            for an ``.xml`` graph, else onnxruntime.
     Returns:
         ``{"graph", "backend", "batch_size", "calls", "run_ms", "op_ms", "accounted", "ops": [{"op", "ms",
         "share", "nodes", "kernels"}]}``: per call, ``ops`` sorted by time, ``share`` of the operator time,
@@ -71,11 +72,12 @@ def profile_graph(path: str | Path, batches: Sequence[dict[str, np.ndarray]], ba
     """
     from ltp_deploy.runtimes import resolve_model
 
-    if backend not in PROFILE_BACKENDS:
+    if backend not in (None, *PROFILE_BACKENDS):
         raise LtpDeployError(f"Unknown backend {backend!r} to profile: use {' or '.join(PROFILE_BACKENDS)}.")
     if not batches:
         raise LtpDeployError("Nothing to profile: give at least one batch.")
     kind, graph, art = resolve_model(Path(path), backend)
+    backend = backend or ("openvino" if kind == ".xml" else "onnxruntime")
     if kind == "checkpoint" or (kind == ".xml" and backend != "openvino"):
         raise LtpDeployError(f"{path} is not a graph {backend} runs: profile an export folder or a .onnx/.xml "
                              "file, with --backend openvino for .xml.")
@@ -124,20 +126,11 @@ def _onnxruntime(graph, batches, threads, warmup):
 
 
 def _openvino(graph, batches, threads, warmup):
-    import openvino as ov
     import openvino.properties as props
-    import openvino.properties.hint as hints
 
-    # As ``OpenVINOCPU`` compiles (fp32 arithmetic: left to itself, OpenVINO picks bf16 on a bf16-capable CPU).
-    config = {hints.performance_mode: hints.PerformanceMode.LATENCY, hints.inference_precision: ov.Type.f32,
-              props.enable_profiling: True}
-    if threads:
-        config[props.inference_num_threads] = threads
-    try:
-        compiled = ov.Core().compile_model(str(graph), "CPU", config)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise LtpDeployError(f"OpenVINO cannot load {graph} ({first}): re-export it.") from None
+    from ltp_deploy.runtimes.openvino import compile_cpu
+
+    _, compiled = compile_cpu(graph, threads, extra={props.enable_profiling: True})
     request = compiled.create_infer_request()
     names = tuple(p.get_any_name() for p in compiled.inputs)
     feeds = [check_batch(b, names, None) for b in batches]

@@ -78,6 +78,23 @@ class BudgetController:
         return reduction
 
 
+class _ScaledThresholds:
+    """``model`` with its thresholds at ``exp(log_scale)`` times where they started, each factor measured once by
+    ``measure(model)`` (``tried``: log factor -> measurement). Calling it moves the model in place, so the model is
+    always at the last factor asked for: the one mover of both searches below."""
+
+    def __init__(self, model: PrunedClassifier, measure):
+        self.model, self.measure, self.log = model, measure, 0.0
+        self.tried: dict[float, object] = {}
+
+    def __call__(self, log_scale: float):
+        self.model.scale_thresholds(math.exp(log_scale - self.log))
+        self.log = log_scale
+        if log_scale not in self.tried:
+            self.tried[log_scale] = self.measure(self.model)
+        return self.tried[log_scale]
+
+
 def meet_budget(model: PrunedClassifier, data: EncodedData, target: float, tolerance: float = 0.01,
                 max_evals: int = 14, step: float = 0.25) -> dict:
     """Scale ``model``'s thresholds (in place) so that its FLOPs reduction on ``data`` is in [X, X * (1 + tol)].
@@ -89,16 +106,8 @@ def meet_budget(model: PrunedClassifier, data: EncodedData, target: float, toler
     Returns:
         ``{"target", "reached", "scale", "evaluations"}``: the reduction reached on ``data`` and the factor applied.
     """
-    state = {"log": 0.0}
-    tried: dict[float, float] = {}
-
-    def reduction_at(log_scale: float) -> float:
-        model.scale_thresholds(math.exp(log_scale - state["log"]))
-        state["log"] = log_scale
-        if log_scale not in tried:
-            _, kept = predict(model, data)
-            tried[log_scale] = flops_reduction(model.config, data.lengths, kept)
-        return tried[log_scale]
+    scaled = _ScaledThresholds(model, lambda m: flops_reduction(m.config, data.lengths, predict(m, data)[1]))
+    tried, reduction_at = scaled.tried, scaled
 
     def good(r: float) -> bool:
         return target <= r <= target * (1 + tolerance)
@@ -142,16 +151,18 @@ def hold_metric(model: PrunedClassifier, data: EncodedData, reference: float, ma
         ``{"max_metric_drop", "reference", "metric", "metric_drop_points", "scale", "reached", "met",
         "examples", "evaluations"}``: the metric and FLOPs reduction on ``data`` at the factor kept.
     """
-    state = {"log": 0.0}
-    tried: dict[float, tuple[float, float]] = {}  # log factor -> (metric, FLOPs reduction)
+    def passes(metric: float) -> bool:
+        return 100.0 * (reference - metric) <= max_drop + 1e-9
+
+    def measure(m: PrunedClassifier) -> tuple[float, float]:
+        ev = evaluate(m, data)
+        return ev.value, ev.flops_reduction
+
+    scaled = _ScaledThresholds(model, measure)  # log factor -> (metric, FLOPs reduction)
+    tried = scaled.tried
 
     def at(log_scale: float) -> bool:
-        model.scale_thresholds(math.exp(log_scale - state["log"]))
-        state["log"] = log_scale
-        if log_scale not in tried:
-            ev = evaluate(model, data)
-            tried[log_scale] = (ev.value, ev.flops_reduction)
-        return 100.0 * (reference - tried[log_scale][0]) <= max_drop + 1e-9
+        return passes(scaled(log_scale)[0])
 
     step, floor = math.log(shrink), math.log(min_scale)
     fail, ok = None, 0.0
@@ -166,7 +177,7 @@ def hold_metric(model: PrunedClassifier, data: EncodedData, reference: float, ma
                 ok = mid
             else:
                 fail = mid
-    passing = [k for k in tried if 100.0 * (reference - tried[k][0]) <= max_drop + 1e-9]
+    passing = [k for k in tried if passes(tried[k][0])]
     final = max(passing, key=lambda k: (tried[k][1], k)) if passing else min(tried)
     at(final)
     metric, reached = tried[final]

@@ -129,8 +129,6 @@ def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport
     stages += [stage] if stage else []
     budget_dev = dev if settings.budget_examples is None or settings.budget_examples >= len(dev_ex) else \
         EncodedData.build(tokenizer, dev_ex.take(settings.budget_examples), length)
-    if qat is not None:
-        qat.freeze()
     pruned, budget, idle = _finish_thresholds(pruned, budget_dev, settings, log,
                                               hold=(tune, dense_tune.value) if tune is not None else None, qat=qat)
     final_eval = evaluate(pruned, dev)
@@ -172,9 +170,11 @@ def _finish_thresholds(pruned: PrunedClassifier, data: EncodedData, settings: Tr
                        hold: tuple[EncodedData, float] | None = None, qat: FakeQuantized | None = None):
     """After stage 2: scale the thresholds so that ``data`` (dev inputs, labels unread) meets the budget; with
     ``hold`` (the tuning slice and the dense model's metric on it) lower them until the slice is within
-    ``max_metric_drop`` points (both under ``qat``'s fake quantization, removed afterwards); then zero the idle
-    pruners'. Returns the model, the budget record (None without a
-    budget; with the hold's record under ``"metric_hold"``) and the zeroed layers."""
+    ``max_metric_drop`` points (both under ``qat``'s fake quantization, its observers frozen, removed afterwards);
+    then zero the idle pruners'. Returns the model, the budget record (None without a budget; with the hold's record
+    under ``"metric_hold"``) and the zeroed layers."""
+    if qat is not None:
+        qat.freeze()
     budget = None
     if settings.budget is not None:
         budget = meet_budget(pruned, data, settings.budget)
@@ -210,8 +210,7 @@ def _tuning_slice(examples: Examples, settings: TrainSettings) -> tuple[Examples
     if n < 1:
         raise LtpDeployError(f"--max-metric-drop needs a tuning slice held out of training, but {len(examples)} "
                              "training examples leave none: give at least 10, or --target-flops-reduction instead.")
-    picked = np.random.default_rng([settings.seed, 7]).permutation(len(examples))
-    return examples.select(np.sort(picked[n:])), examples.select(np.sort(picked[:n]))
+    return examples.hold_out(n, seed=[settings.seed, 7])
 
 
 def _stage_rng(seed: int, stage: int) -> np.random.Generator:
