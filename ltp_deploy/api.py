@@ -1,12 +1,12 @@
 """The Python API: texts in, labels out, from an export folder (or a checkpoint), with the export's own tokenizer.
 
-Three entry points:
+Four entry points:
 
 * ``load(path)`` returns a ``TextClassifier``: call it with strings (or ``(text, pair)`` tuples for pair tasks) and
   get one ``Prediction`` per input; tokenising, truncation, batching, padding and the softmax happen inside.
 * ``PrunedModelForSequenceClassification.from_pretrained(path)``: a model object that ``transformers.pipeline``
   accepts, as Optimum's ``ORTModelForSequenceClassification`` is, with ``config.id2label`` from the export.
-* ``ltp_deploy.export`` (``exporters.steps.export``) makes the export folder.
+* ``export(checkpoint, out, target=..., precision=..., task=...)`` makes the export folder (``exporters``).
 
 Example::
 
@@ -73,7 +73,7 @@ class TextClassifier:
 
     Attributes:
         runtime: the ``runtimes.Runtime`` that runs the graph; tokenizer: the model's own; config: its
-        ``model.EncoderConfig``; labels: the label names, by id (None: regression); max_length: tokens per input,
+        ``encoder_config.EncoderConfig``; labels: the label names, by id (None: regression); max_length: tokens per input,
         special tokens included.
     """
 
@@ -162,7 +162,8 @@ def load(path: str | Path, *, backend: str | None = None, device: str = "cpu", t
         clf = ltp_deploy.load("out/sst2-onnx")
         clf("a gripping film")[0].label
     """
-    from ltp_deploy.checkpoint import load_tokenizer, read_encoder_config
+    from ltp_deploy.checkpoint import read_encoder_config
+    from ltp_deploy.tokenizer import load_tokenizer
     from ltp_deploy.runtimes import open_runtime, resolve_model
 
     kind, graph, art = resolve_model(Path(path), backend)
@@ -179,6 +180,37 @@ def load(path: str | Path, *, backend: str | None = None, device: str = "cpu", t
     runtime = open_runtime(path, device=device, backend=backend, threads=threads)
     tokenizer = load_tokenizer(folder, vocab_size=cfg.vocab_size)
     return TextClassifier(runtime, tokenizer, cfg, max_length or cfg.max_length, names)
+
+
+
+def export(checkpoint: str | Path, out: str | Path, *, target: str = "onnx", precision: str = "fp32",
+           task: str | None = None, **options) -> Path:
+    """Export a checkpoint for one target, validated against torch; the one entry for every target.
+
+    Args:
+        checkpoint: a checkpoint folder (``ltp-deploy train`` output, Hugging Face or original LTP layout).
+        out: the export folder to write (written only when the graph passes its validation).
+        target: "onnx" or "openvino" (``exporters.TARGETS``).
+        precision: stored weights, "fp32", "fp16" (openvino) or "int8" (needs ``task`` or ``data`` and
+            ``calibration_data``; gated on the task metric).
+        task: the task whose dev sentences validate the graph (and whose train split calibrates INT8).
+        **options: any other ``exporters.ExportSettings`` field (``dense``, ``spec``, ``data``, ``max_examples``,
+            ``atol``, ``opset``, ``overwrite``, ``max_metric_drop``, ``int8_scope``, ...), as ``ltp-deploy export``'s
+            options of the same names.
+    Returns:
+        The export folder, ready for ``load``.
+    Raises:
+        LtpDeployError: an invalid option, an unreadable checkpoint, or a graph that fails validation.
+    Example::
+
+        folder = ltp_deploy.export("runs/sst2-hold", "out/sst2-int8", precision="int8", task="sst2")
+        ltp_deploy.load(folder)("a gripping film")
+    """
+    from ltp_deploy.exporters import ExportSettings, run_export
+
+    settings = ExportSettings(checkpoint=checkpoint, output=out, target=target, precision=precision, task=task,
+                              **options)
+    return run_export(settings).folder
 
 
 def _text_and_pair(item) -> tuple[str, str | None]:

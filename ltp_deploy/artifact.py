@@ -27,12 +27,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.model import EncoderConfig
+from ltp_deploy.encoder_config import EncoderConfig
+from ltp_deploy.exporters import TARGETS
 from ltp_deploy.outputs import FOLDER_MARKERS
 from ltp_deploy.spec import PruningSpec
 
 METADATA_FILE = FOLDER_MARKERS["export"]
-GRAPH_SUFFIXES = (".onnx", ".xml")
+GRAPH_SUFFIXES = tuple(dict.fromkeys(Path(t.graph_file).suffix for t in TARGETS.values()))  # (".onnx", ".xml")
 OUTPUT_NAMES = ("logits", "kept_counts")  # every exported graph names its outputs so
 FOREIGN_OUTPUTS = ("logits",)  # what a foreign dense graph (e.g. an Optimum export) gives
 FOREIGN_GRAPH = "model.onnx"  # the graph file of a foreign export folder (Optimum's name)

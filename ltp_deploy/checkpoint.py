@@ -27,10 +27,13 @@ from pathlib import Path
 
 import torch
 
+from ltp_deploy.artifact import GRAPH_SUFFIXES
 from ltp_deploy.outputs import FOLDER_MARKERS, atomic_dir
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.model import ARCHS, EncoderConfig, PrunedClassifier
-from ltp_deploy.paths import refuse_symlink_loop
+from ltp_deploy.encoder_config import ARCHS, EncoderConfig
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.paths import read_json, refuse_symlink_loop
+from ltp_deploy.tokenizer import load_tokenizer, save_tokenizer
 from ltp_deploy.spec import SCORE_FLOOR, PruningSpec, ltp_keep_rates, ltp_thresholds
 from ltp_deploy.weights import read_weights, refuse_non_finite
 
@@ -38,8 +41,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHT_FILES = (WEIGHTS_FILE, "model.safetensors.index.json", "pytorch_model.bin")  # any of them: a checkpoint
 # The tokenizer files copied into checkpoints and exports; anything else (code above all) stays behind.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
 METADATA_FILE = FOLDER_MARKERS["checkpoint"]  # provenance written by train / calibrate; marks our folders
 SUPPORTED_ARCHITECTURES = {
     "BertForSequenceClassification": ("bert", True),
@@ -132,7 +133,7 @@ def load_checkpoint(path: str | Path, spec: PruningSpec | None = None, dense: bo
     model = PrunedClassifier(cfg, chosen)
     head_initialized = _load_state(model, state, has_head, folder)
     metadata_file = folder / METADATA_FILE
-    metadata = _read_json(metadata_file) if metadata_file.is_file() else {}
+    metadata = read_json(metadata_file) if metadata_file.is_file() else {}
     return Checkpoint(model.eval(), chosen, folder, fmt, hf_config, head_initialized, metadata)
 
 
@@ -170,83 +171,13 @@ def save_checkpoint(model: PrunedClassifier, folder: str | Path, hf_config: dict
     return Path(folder)
 
 
-def load_tokenizer(folder: str | Path, vocab_size: int | None = None):
-    """The checkpoint's tokenizer: ``AutoTokenizer``, or RoBERTa byte-level BPE built from bare
-    ``vocab.json`` + ``merges.txt`` (what LTP folders ship; transformers 5 turns those into a 5-token tokenizer).
-
-    Raises:
-        LtpDeployError: no tokenizer files, or a tokenizer far smaller than the model's ``vocab_size``.
-    """
-    from transformers import AutoTokenizer
-
-    folder = Path(folder)
-    _refuse_custom_code(folder)
-    try:
-        if not (folder / "tokenizer.json").is_file() and (folder / "vocab.json").is_file() \
-                and (folder / "merges.txt").is_file():
-            tokenizer = _roberta_bpe(folder)
-        else:  # trust_remote_code=False: never run (or ask to run) code shipped in the folder
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    except Exception as e:  # noqa: BLE001 - tokenizer files that do not parse fail in many ways; all mean the same
-        raise LtpDeployError(
-            f"No usable tokenizer in {folder} ({type(e).__name__}): save the model's own tokenizer files "
-            "(tokenizer.json, or vocab.json + merges.txt) beside config.json."
-        ) from None
-    if vocab_size and not vocab_size // 2 <= len(tokenizer) <= vocab_size:
-        raise LtpDeployError(
-            f"The tokenizer in {folder} has {len(tokenizer)} tokens but the model's vocabulary has {vocab_size}: the "
-            "files are incomplete or not this model's; save the model's own tokenizer (tokenizer.json) beside "
-            "config.json."
-        )
-    return tokenizer
-
-
-def save_tokenizer(tokenizer, folder: str | Path) -> None:
-    """Save ``tokenizer`` into ``folder``, keeping only the known tokenizer files (``TOKENIZER_FILES``)."""
-    import shutil
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="ltp-deploy-tokenizer-") as tmp:
-        tokenizer.save_pretrained(tmp)
-        for name in TOKENIZER_FILES:
-            if (Path(tmp) / name).is_file():
-                shutil.copyfile(Path(tmp) / name, Path(folder) / name)
-
-
-def _refuse_custom_code(folder: Path) -> None:
-    """A tokenizer that declares its own Python code (``auto_map``) is refused: no code in a checkpoint runs."""
-    config = folder / "tokenizer_config.json"
-    if not config.is_file():
-        return
-    declared = _read_json(config).get("auto_map")
-    py_files = sorted(p.name for p in folder.glob("*.py"))
-    if declared:
-        raise LtpDeployError(
-            f"{config} declares custom tokenizer code (auto_map{', ' + ', '.join(py_files) if py_files else ''}), "
-            "which ltp-deploy refuses to run: save a standard tokenizer (tokenizer.json from a stock "
-            "transformers tokenizer) beside config.json."
-        )
-
-
-def _roberta_bpe(folder: Path):
-    from tokenizers import ByteLevelBPETokenizer, processors
-    from transformers import RobertaTokenizerFast
-
-    bpe = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    specials = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
-    bpe._tokenizer.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")),
-                                                                 ("<s>", bpe.token_to_id("<s>")))
-    return RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, **specials)
-
-
 def _checkpoint_folder(path: str | Path) -> Path:
     folder = Path(path)
     refuse_symlink_loop(folder, "Checkpoint")
     if not folder.exists():
         raise LtpDeployError(f"Checkpoint {folder} does not exist: pass a folder holding config.json and weights.")
     if folder.is_file():
-        if folder.suffix in {".onnx", ".xml"}:
+        if folder.suffix in GRAPH_SUFFIXES:
             raise LtpDeployError(f"{folder} is an exported graph, not a checkpoint: pass the checkpoint folder.")
         raise LtpDeployError(f"{folder} is a file: pass the checkpoint folder that holds config.json and weights.")
     if not (folder / CONFIG_FILE).is_file():
@@ -256,7 +187,7 @@ def _checkpoint_folder(path: str | Path) -> Path:
 
 def read_config(folder: str | Path) -> dict:
     """The parsed ``config.json`` of a checkpoint folder (a one-sentence error when it is not a JSON object)."""
-    return _read_json(Path(folder) / CONFIG_FILE)
+    return read_json(Path(folder) / CONFIG_FILE)
 
 
 def read_encoder_config(folder: str | Path) -> tuple[dict, EncoderConfig]:
@@ -272,16 +203,6 @@ def read_encoder_config(folder: str | Path) -> tuple[dict, EncoderConfig]:
 def has_weights(folder: str | Path) -> bool:
     """Whether ``folder`` holds checkpoint weights (any of ``WEIGHT_FILES``)."""
     return any((Path(folder) / name).is_file() for name in WEIGHT_FILES)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise LtpDeployError(f"{path} is not valid JSON ({e.__class__.__name__}): restore the file.") from None
-    if not isinstance(data, dict):
-        raise LtpDeployError(f"{path} does not hold a JSON object: restore the file.")
-    return data
 
 
 def _architecture(hf_config: dict) -> tuple[str, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from importlib import metadata
 
 _LIBRARIES = ("ltp-deploy", "torch", "transformers", "tokenizers", "onnx", "onnxscript", "onnxruntime",
@@ -40,3 +41,20 @@ def machine() -> dict:
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "platform": platform.platform(),
     }
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, MiB."""
+    import psutil
+
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (getrusage; psutil's current RSS where getrusage is missing)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return rss_mb()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux

@@ -24,120 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.packing import OneSequence, Packed
-from ltp_deploy.spec import SCORE_FLOOR, PruningSpec
+from ltp_deploy.encoder_config import EncoderConfig
+from ltp_deploy.pruner import TokenPruner, layer_pruner
+from ltp_deploy.spec import PruningSpec
 
-ARCHS = ("bert", "roberta")
 _ACTIVATIONS = {"gelu": nn.GELU, "gelu_new": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU}
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """The architecture, read from a Hugging Face ``config.json``; the single source of truth for shapes."""
-
-    arch: str  # "bert" (pooler + linear head, position ids 0..T-1) or "roberta" (dense+tanh head, padded positions)
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    max_position_embeddings: int
-    type_vocab_size: int
-    layer_norm_eps: float
-    pad_token_id: int
-    num_labels: int
-    hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1  # used only while training
-    id2label: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.arch, str) or self.arch not in ARCHS:
-            raise LtpDeployError(
-                f"Unknown model type {self.arch!r}: ltp-deploy supports BERT and RoBERTa encoders "
-                "(config.json model_type 'bert', 'roberta' or 'ltp')."
-            )
-        if not isinstance(self.hidden_act, str) or self.hidden_act not in _ACTIVATIONS:
-            raise LtpDeployError(f"Unsupported hidden_act {self.hidden_act!r} in config.json: use one of "
-                                 f"{sorted(_ACTIVATIONS)}.")
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size", "num_labels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise LtpDeployError(f"config {name} must be a positive integer, got {value!r}: restore config.json "
-                                     "from the model's own files.")
-        if isinstance(self.pad_token_id, bool) or not isinstance(self.pad_token_id, int) \
-                or not 0 <= self.pad_token_id < self.vocab_size:
-            raise LtpDeployError(f"config pad_token_id must be a token id below vocab_size {self.vocab_size}, got "
-                                 f"{self.pad_token_id!r}: restore config.json from the model's own files.")
-        if self.hidden_size % self.num_heads:
-            raise LtpDeployError(f"config hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
-                                 f"{self.num_heads}: restore config.json from the model's own files.")
-        if not isinstance(self.layer_norm_eps, (int, float)) or not 0 < self.layer_norm_eps < 1:
-            raise LtpDeployError(f"config layer_norm_eps must be a small positive number, got "
-                                 f"{self.layer_norm_eps!r}: restore config.json.")
-        if self.arch == "roberta" and self.max_position_embeddings <= self.pad_token_id + 2:
-            raise LtpDeployError(f"config max_position_embeddings {self.max_position_embeddings} leaves no room for "
-                                 f"tokens after RoBERTa's pad offset {self.pad_token_id + 1}: restore config.json.")
-        if self.id2label is not None and len(self.id2label) != self.num_labels:
-            raise LtpDeployError(f"config id2label names {len(self.id2label)} labels but num_labels is "
-                                 f"{self.num_labels}: make them agree in config.json.")
-
-    @classmethod
-    def from_hf(cls, config: dict, arch: str | None = None) -> EncoderConfig:
-        """Build from a parsed ``config.json``; ``arch`` overrides ``model_type`` (LTP folders say "ltp")."""
-        arch = arch or config.get("model_type")
-        id2label = config.get("id2label")
-        if id2label is not None and not isinstance(id2label, dict):
-            raise LtpDeployError(f"config.json id2label must map class ids to names, got {type(id2label).__name__}: "
-                                 "write it as {\"0\": \"negative\", \"1\": \"positive\"}.")
-        num_labels = config.get("num_labels") or (len(id2label) if id2label else 2)
-        labels = None
-        if id2label and isinstance(num_labels, int):
-            labels = tuple(str(id2label.get(str(i), id2label.get(i, i))) for i in range(num_labels))
-        try:
-            return cls(
-                arch=arch,
-                vocab_size=config["vocab_size"],
-                hidden_size=config["hidden_size"],
-                num_layers=config["num_hidden_layers"],
-                num_heads=config["num_attention_heads"],
-                intermediate_size=config["intermediate_size"],
-                max_position_embeddings=config["max_position_embeddings"],
-                type_vocab_size=_default(config.get("type_vocab_size"), 2),
-                layer_norm_eps=_default(config.get("layer_norm_eps"), 1e-12),
-                pad_token_id=_default(config.get("pad_token_id"), 1 if arch == "roberta" else 0),
-                num_labels=num_labels,
-                hidden_act=config.get("hidden_act", "gelu"),
-                hidden_dropout_prob=_default(config.get("hidden_dropout_prob"), 0.1),
-                id2label=labels,
-            )
-        except KeyError as e:
-            raise LtpDeployError(f"config.json lacks the key {e.args[0]!r}: it is not a BERT/RoBERTa config.") from None
-
-    @property
-    def max_length(self) -> int:
-        """Longest input the position table allows (RoBERTa reserves pad_token_id + 1 slots)."""
-        return self.max_position_embeddings - (self.pad_token_id + 1 if self.arch == "roberta" else 0)
-
-    @property
-    def uses_token_type_ids(self) -> bool:
-        return self.type_vocab_size > 1
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        """The inputs of an exported graph: BERT takes token_type_ids, RoBERTa (one token type) does not."""
-        return ("input_ids", "attention_mask") + (("token_type_ids",) if self.uses_token_type_ids else ())
-
-
-def _default(value, default):
-    """A config.json value, or ``default`` where the key is absent or null."""
-    return default if value is None else value
 
 
 class Embeddings(nn.Module):
@@ -232,78 +130,6 @@ class Output(nn.Module):
         return self.LayerNorm(self.dropout(self.dense(h)) + x)
 
 
-def token_scores(probs, alive, n_ref: int):  # (B, H, T, T), (B, T) or None -> (B, T)
-    """LTP importance: attention each key receives from alive queries, summed over heads, / (H * n_ref).
-
-    ``alive=None``: every query is alive (a single sequence without padding).
-    """
-    if alive is not None:
-        probs = probs * alive[:, None, :, None].to(probs.dtype)
-    return probs.sum(dim=(1, 2)) / (probs.shape[1] * n_ref)
-
-
-class TokenPruner(nn.Module):
-    """One layer's keep/drop decision: a constant from the spec (threshold or keep rate) and the layer's score.
-
-    ``scorer="attention"``: LTP's score, the attention each token receives (``token_scores``); no parameter.
-    ``scorer="learned"``: ``learned_scores``, from the attention block's output rows through ``self.scorer``, a
-    ``Linear(D, 1)`` trained with the thresholds (``training.soft``), saved as ``...layer.<l>.pruner.scorer.*``.
-    """
-
-    def __init__(self, mode: str, value: float, n_ref: int, max_tokens: int, scorer: str = "attention",
-                 hidden_size: int | None = None):
-        super().__init__()
-        self.mode, self.value, self.n_ref = mode, value, n_ref
-        self.scorer = nn.Linear(hidden_size, 1) if scorer == "learned" else None
-        if mode == "topk":
-            # k = round(n * rate) for every possible unpadded length n, in Python's float64 arithmetic: the
-            # graph then looks k up instead of rounding n * rate in float32, which differs at .5 boundaries.
-            table = torch.tensor([round(n * value) for n in range(max_tokens + 1)], dtype=torch.long)
-            self.register_buffer("keep_table", table, persistent=False)
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode}, value={self.value:g}, n_ref={self.n_ref}"
-
-    def scores(self, probs, rows, layout):  # (B, H, T, T), (1, N, D), a layout -> (B, T)
-        """This layer's token scores in the layout's slots."""
-        if self.scorer is None:
-            return token_scores(probs, layout.alive, self.n_ref)
-        return layout.pad(learned_scores(self.scorer, rows, self.n_ref))[..., 0]
-
-    def forward(self, scores, alive, n_orig):  # (B, T), (B, T) or None, (B,) -> keep (B, T)
-        """The tokens that survive: alive ones that pass the rule, and CLS. ``alive=None``: all are alive."""
-        if self.mode == "absolute_threshold":
-            keep = scores >= max(SCORE_FLOOR, self.value)
-        else:
-            k = self.keep_table[n_orig]  # (B,)
-            keep = _rank_among_alive(scores, alive) < k[:, None]
-        if alive is None:
-            keep[:, 0] = True  # CLS is read by the head: always kept (one ScatterElements in the graph)
-            return keep
-        is_cls = torch.arange(alive.shape[1], device=alive.device) == 0
-        return alive & (keep | is_cls)
-
-
-def learned_scores(scorer: nn.Linear, rows, n_ref: int):  # (..., D) -> (..., 1)
-    """A learned scorer's scores, ``2 * sigmoid(scorer(rows)) / n_ref``: in (0, 2 / n_ref), the attention score's
-    units (``spec.PruningSpec.scorer``)."""
-    return torch.sigmoid(scorer(rows)) * (2.0 / n_ref)
-
-
-def _rank_among_alive(scores, alive):  # (B, T), (B, T) or None -> (B, T) int64
-    """0-based rank of each token by descending score among alive tokens; ties go to the earlier position.
-
-    Written as a pairwise count instead of a sort so every runtime breaks ties the same way.
-    """
-    s_i, s_j = scores[:, :, None], scores[:, None, :]  # i: the other token, j: the ranked token
-    pos = torch.arange(scores.shape[1], device=scores.device)
-    earlier = pos[:, None] < pos[None, :]  # (T, T): i before j
-    beats = (s_i > s_j) | ((s_i == s_j) & earlier)  # (B, T, T)
-    if alive is not None:
-        beats = alive[:, :, None] & beats
-    return beats.sum(dim=1)
-
-
 class Layer(nn.Module):
     def __init__(self, cfg: EncoderConfig, pruner: TokenPruner | None):
         super().__init__()
@@ -330,7 +156,7 @@ class Layer(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig, spec: PruningSpec | None):
         super().__init__()
-        self.layer = nn.ModuleList(Layer(cfg, _pruner(spec, i, cfg.max_position_embeddings, cfg.hidden_size))
+        self.layer = nn.ModuleList(Layer(cfg, layer_pruner(spec, i, cfg.max_position_embeddings, cfg.hidden_size))
                                    for i in range(cfg.num_layers))
 
     def forward(self, x, counts, n_orig, length=None):  # (1, N, D), (B,), (B,) -> (1, N', D), (B, L)
@@ -345,16 +171,6 @@ class Encoder(nn.Module):
                 counts, layout = dropped, (layout if length is None else None)
             kept.append(counts)
         return x, torch.stack(kept, dim=1)
-
-
-def _pruner(spec: PruningSpec | None, i: int, max_tokens: int, hidden_size: int) -> TokenPruner | None:
-    """A layer that provably keeps every alive token gets no pruner (LTP: threshold 0; top-k: rate 1)."""
-    if spec is None:
-        return None
-    if i not in spec.pruning_layers():
-        return None
-    value = spec.thresholds[i] if spec.mode == "absolute_threshold" else spec.keep_rates[i]
-    return TokenPruner(spec.mode, value, spec.n_ref, max_tokens, spec.scorer, hidden_size)
 
 
 class Pooler(nn.Module):
@@ -488,11 +304,3 @@ class SingleSequenceClassifier(nn.Module):
         x, kept_counts = m.backbone.encoder(x, n_orig, n_orig)
         return m.head(x[:, 0]), kept_counts
 
-
-def check_input_length(cfg: EncoderConfig, length: int) -> None:
-    """Raise the one-sentence error for inputs longer than the position table."""
-    if length > cfg.max_length:
-        raise LtpDeployError(
-            f"Input of {length} tokens exceeds the model's maximum of {cfg.max_length}: "
-            "truncate the text (max_length) or use shorter inputs."
-        )

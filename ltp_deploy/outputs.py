@@ -370,3 +370,16 @@ def remove(path: str | Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def save_figure(fig, path: str | Path, **rules) -> Path:
+    """Write ``fig`` as a PNG marked ``Software: ltp-deploy`` through a temp file and a rename (no half-written
+    plot; ``rules`` as ``outputs.check_output``), then close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    try:
+        return write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png",
+                                                        metadata={"Software": PNG_SOFTWARE}), "plot", **rules)
+    finally:
+        plt.close(fig)

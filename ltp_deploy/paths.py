@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -45,3 +46,14 @@ def refuse_symlink_loops(inputs: Iterable[tuple[str | os.PathLike | None, str]])
     """``refuse_symlink_loop`` for each ``(path, what)``; meant to run before any output rule resolves them."""
     for path, what in inputs:
         refuse_symlink_loop(path, what)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file that must hold an object (a checkpoint's config.json, metadata, index); one-sentence errors."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LtpDeployError(f"{path} is not valid JSON ({e.__class__.__name__}): restore the file.") from None
+    if not isinstance(data, dict):
+        raise LtpDeployError(f"{path} does not hold a JSON object: restore the file.")
+    return data

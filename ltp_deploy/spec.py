@@ -23,7 +23,7 @@ SPEC_FILE = "pruning_spec.json"
 SPEC_VERSION = 1
 MODES = ("absolute_threshold", "topk")
 # What a layer's score is: "attention" (LTP: the attention each token receives) or "learned" (a linear scorer on
-# the attention block's output rows, trained with the thresholds: ``model.TokenPruner``).
+# the attention block's output rows, trained with the thresholds: ``pruner.TokenPruner``).
 SCORERS = ("attention", "learned")
 REFERENCE_CLS = ("prunable", "kept")
 

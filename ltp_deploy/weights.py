@@ -64,12 +64,12 @@ def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from ltp_deploy.checkpoint import _read_json
+    from ltp_deploy.paths import read_json
 
     if (folder / SAFETENSORS_FILE).is_file():
         files = [folder / SAFETENSORS_FILE]
     else:
-        files = [folder / f for f in sorted(set(_read_json(folder / INDEX_FILE).get("weight_map", {}).values()))]
+        files = [folder / f for f in sorted(set(read_json(folder / INDEX_FILE).get("weight_map", {}).values()))]
     state = {}
     for f in files:
         try:

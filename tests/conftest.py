@@ -12,52 +12,13 @@ Random weights use a large std for query/key so that attention is peaked and thr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SENTENCES = [
-    "it 's a charming and often affecting journey .",
-    "unflinchingly bleak and desperate",
-    "the acting , costumes , music , cinematography and sound are all astounding .",
-    "a sometimes tedious film .",
-    "you do n't have to know about music to appreciate the film 's easygoing blend of comedy and romance .",
-    "or doing last year 's taxes with your ex-wife .",
-    "Wow!",
-    "in exactly 89 minutes , most of which passed as slowly as if i 'd been sitting naked on an igloo .",
-] * 8
-
-
-def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``ltp-deploy ARGS`` in this process through ``main()`` (its error boundary and exit codes included);
-    returns (exit code, stdout, stderr)."""
-    from ltp_deploy.cli import main
-
-    monkeypatch.setenv("CI", "true")  # plain lines, no progress bar
-    monkeypatch.setattr(sys, "argv", ["ltp-deploy", *map(str, args)])
-    capsys.readouterr()  # drop what the test printed before (e.g. transformers' save progress)
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_process(*args, env=None) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would, in a fresh process (CI=true)."""
-    return subprocess.run([sys.executable, "-m", "ltp_deploy.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "CI": "true", **(env or {})}, timeout=600, check=False)
-
-
-def glue_dir() -> Path:
-    return Path(os.environ.get("GLUE_DIR") or REPO.parent / "shared" / "data" / "glue")
+from helpers import SENTENCES, Subject, glue_dir, subject_for
 
 
 @pytest.fixture(scope="session")
@@ -173,3 +134,49 @@ def make_ltp(make_roberta):
         return folder
 
     return make
+
+
+# The real exported graphs of a MiniLM and a RoBERTa checkpoint with pruning specs (``helpers.Subject``), shared by
+# the runtime, OpenVINO, INT8 and input-contract tests. The MiniLM's exports take about a minute: its cases are
+# `slow`, so the fast tier runs the small RoBERTa's.
+@pytest.fixture(scope="module", params=[pytest.param("minilm", marks=pytest.mark.slow), "roberta"])
+def subject(request, tmp_path_factory, minilm_dir, make_roberta) -> Subject:
+    return subject_for(request.param, tmp_path_factory, minilm_dir, make_roberta)
+
+
+@pytest.fixture(scope="module")
+def roberta(tmp_path_factory, minilm_dir, make_roberta) -> Subject:
+    return subject_for("roberta", tmp_path_factory, minilm_dir, make_roberta)
+
+
+# One small BERT classifier with a threshold spec, exported once per session: what the fast tier's end-to-end tests
+# (the Python API, bench, profile, check, serve) run, so that each of those modules runs without a MiniLM export.
+TINY_SPEC_THRESHOLDS = [0.0, 0.006, 0.008, 0.01]
+
+
+@pytest.fixture(scope="session")
+def tiny(make_bert, tmp_path_factory) -> dict[str, Path]:
+    """``hf``: the checkpoint folder (with its ``pruning_spec.json``); ``pruned`` / ``dense``: its ONNX exports;
+    ``openvino``: its pruned OpenVINO export; ``layers``: its number of layers. Made the three ways a user makes
+    exports: ``ltp-deploy export`` (pruned), ``ltp_deploy.export`` (openvino) and ``export_onnx`` (dense)."""
+    import ltp_deploy
+    from ltp_deploy.checkpoint import load_checkpoint
+    from ltp_deploy.cli import main
+    from ltp_deploy.exporters.onnx import export_onnx
+    from ltp_deploy.spec import PruningSpec
+
+    hf = make_bert(spec=PruningSpec.threshold(TINY_SPEC_THRESHOLDS, reference_cls="kept"), name="tiny-bert")
+    out = tmp_path_factory.mktemp("tiny")
+    export_onnx(load_checkpoint(hf), out / "dense", dense=True, batch1_graph=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CI", "true")
+        mp.setattr(sys, "argv", ["ltp-deploy", "export", str(hf), "--target", "onnx", "-o", str(out / "pruned")])
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code
+        assert code in (0, None), "ltp-deploy export of the small BERT failed"
+    ltp_deploy.export(hf, out / "openvino", target="openvino")
+    return {"hf": hf, "dense": out / "dense", "pruned": out / "pruned", "openvino": out / "openvino",
+            "layers": len(TINY_SPEC_THRESHOLDS)}

@@ -56,6 +56,7 @@ def _thp_always() -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 @pytest.mark.skipif(_thp_always(), reason="transparent huge pages set to 'always': fresh blocks fault in 2 MB pages, "
                     "so page faults no longer show whether freed memory is reused")
+@pytest.mark.slow
 def test_training_steps_on_long_texts_reuse_freed_memory():
     took, kept = _faults("keep")
     _, default = _faults("default")

@@ -4,6 +4,7 @@ exports of a small BERT, against transformers' own model of the same folder (the
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -12,24 +13,15 @@ import torch
 
 import ltp_deploy
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.spec import PruningSpec
 
 TEXTS = ["a gripping, funny and humane film", "tedious", "the plot goes nowhere, slowly, and then stops",
          "an actor at the top of his game in a film that wastes him", "fine"]
 
 
 @pytest.fixture(scope="module")
-def folders(make_bert, tmp_path_factory):
-    """A small BERT classifier (HF folder) and its dense and pruned ONNX exports."""
-    from ltp_deploy.checkpoint import load_checkpoint
-    from ltp_deploy.exporters.onnx import export_onnx
-
-    hf = make_bert(name="api-bert")
-    out = tmp_path_factory.mktemp("api")
-    export_onnx(load_checkpoint(hf), out / "dense", dense=True)
-    spec = PruningSpec.threshold([0.0, 0.006, 0.008, 0.01], reference_cls="kept")
-    export_onnx(load_checkpoint(hf, spec=spec), out / "pruned")
-    return {"hf": hf, "dense": out / "dense", "pruned": out / "pruned"}
+def folders(tiny):
+    """A small BERT classifier (HF folder) and its dense and pruned ONNX exports (conftest's ``tiny``)."""
+    return tiny
 
 
 def _transformers_probs(folder, texts) -> np.ndarray:
@@ -135,3 +127,25 @@ def test_bad_loads_raise_one_sentence(folders, tmp_path):
         ltp_deploy.load(folders["dense"], labels=("a", "b", "c"))
     with pytest.raises(LtpDeployError, match="does not exist"):
         ltp_deploy.load(tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_export_is_one_entry_for_every_target(folders, tmp_path):
+    want = _transformers_probs(folders["hf"], TEXTS)
+    for target in ("onnx", "openvino"):
+        folder = ltp_deploy.export(folders["hf"], tmp_path / target, target=target, dense=True)
+        got = ltp_deploy.load(folder, threads=1)(TEXTS)
+        assert [p.label_id for p in got] == want.argmax(axis=1).tolist()
+        assert np.allclose([p.scores for p in got], want, atol=1e-4)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"target": "tflite"}, "Unknown target 'tflite': use one of onnx, openvino."),
+    ({"target": "onnx", "precision": "fp16"}, "--precision fp16 is an OpenVINO IR option, not onnx"),
+    ({"target": "openvino", "opset": 18}, "--opset applies to --target onnx only"),
+    ({"max_metric_drop": 1.0}, "--max-metric-drop applies to --precision int8"),
+])
+def test_export_refuses_bad_options_before_writing(folders, tmp_path, options, message):
+    with pytest.raises(LtpDeployError, match=re.escape(message)):
+        ltp_deploy.export(folders["hf"], tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()

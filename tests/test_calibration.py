@@ -11,14 +11,14 @@ import json
 import pytest
 import torch
 
-from ltp_deploy.calibration.evaluate import EncodedData, evaluate, predict
+from ltp_deploy.evaluation import EncodedData, evaluate, predict
 from ltp_deploy.calibration.families import family
 from ltp_deploy.calibration.search import TOLERANCE, search
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
 from ltp_deploy.data import load_glue
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.spec import PruningSpec, ltp_keep_rates
-from conftest import run_main as cli
+from helpers import run_main as cli
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +284,7 @@ def test_sweep_trains_each_target_once_and_reuses_it(bert_dir, glue_env, tmp_pat
 
 
 def test_reusable_needs_the_same_budget_task_and_dense_model(bert_dir, tmp_path):
-    from ltp_deploy.sweep_trained import reusable
+    from ltp_deploy.sweep.trained import reusable
 
     folder = tmp_path / "target-2"
     folder.mkdir()

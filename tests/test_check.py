@@ -24,8 +24,8 @@ from ltp_deploy.check import CHECK_SCHEMA, GITHUB_ACTIONS_EXAMPLE, SCHEMA_VERSIO
 from ltp_deploy.cli import main
 from ltp_deploy.data import encode
 from ltp_deploy.spec import PruningSpec
-from conftest import run_main as cli
-from conftest import run_process as cli_process
+from helpers import run_main as cli
+from helpers import run_process as cli_process
 
 SPEC = PruningSpec.threshold([0.0, 0.002, 0.003, 0.004, 0.005, 0.006])
 ALTERED = PruningSpec.threshold([0.0, 0.003, 0.0045, 0.006, 0.0075, 0.009])  # the same layers, 1.5x thresholds
@@ -192,13 +192,16 @@ def _junit(path: Path) -> tuple[ET.Element, dict[str, ET.Element]]:
     return suites[0], {case.get("name"): case for case in suites[0].findall("testcase")}
 
 
-def _independent_graph_run(export: Path, glue: Path):
-    """Accuracy, kept counts and real lengths of the graph on SST-2 dev, computed here without ltp_deploy.check."""
-    from ltp_deploy.checkpoint import load_tokenizer
+def _independent_graph_run(export: Path, glue: Path, limit: int | None = None):
+    """Accuracy, kept counts and real lengths of the graph on SST-2 dev (its first ``limit`` sentences), computed here
+    without ltp_deploy.check."""
+    from ltp_deploy.tokenizer import load_tokenizer
     from ltp_deploy.data import load_glue
     from ltp_deploy.runtimes import open_runtime
 
     dev = load_glue("sst2", "dev", glue)
+    if limit is not None:
+        dev = dev.select(range(limit))
     tokenizer, runtime = load_tokenizer(export), open_runtime(export)
     preds, kept, lengths = [], [], []
     for start in range(0, len(dev), 64):
@@ -214,6 +217,7 @@ def _independent_graph_run(export: Path, glue: Path):
 
 # ------------------------------------------------------------------------------------------------ passing
 
+@pytest.mark.slow
 def test_good_export_passes_with_reference(good_report, exports, glue):
     from ltp_deploy.flops import flops_reduction
 
@@ -252,6 +256,7 @@ def read_config(export: Path) -> dict:
     return read_metadata(export)["config"]
 
 
+@pytest.mark.slow
 def test_json_schema_and_junit_of_a_pass(good_report):
     _, report, folder = good_report
     check_schema(report, complete=True)
@@ -264,6 +269,7 @@ def test_json_schema_and_junit_of_a_pass(good_report):
     assert not list(folder.glob(".*"))  # atomic writes leave no temporary files
 
 
+@pytest.mark.slow
 def test_summary_lines_are_plain_and_concise(good_report, exports, trained, monkeypatch, capsys):
     code, out, err = cli(monkeypatch, capsys, "check", exports["good"], "--task", "sst2", "--reference", trained,
                          "--max-examples", 64)
@@ -275,6 +281,29 @@ def test_summary_lines_are_plain_and_concise(good_report, exports, trained, monk
     assert len(lines) <= 8 and "\x1b[" not in out  # no colours or tables when CI=true
 
 
+@pytest.mark.parametrize("graph", ["pruned", "openvino"])
+def test_small_export_against_its_checkpoint(tiny, glue, graph, tmp_path, monkeypatch, capsys):
+    """The fast tier's check: a small BERT's ONNX and OpenVINO exports against their own checkpoint, on the first
+    128 SST-2 dev sentences; the report's figures against an independent run of the graph."""
+    from ltp_deploy.flops import flops_reduction
+
+    monkeypatch.setenv("GLUE_DIR", str(glue))
+    report_file, junit = tmp_path / "check.json", tmp_path / "check.xml"
+    code, out, err = cli(monkeypatch, capsys, "check", tiny[graph], "--task", "sst2", "--reference", tiny["hf"],
+                         "--max-examples", 128, "--json", report_file, "--junit", junit)
+    report = json.loads(report_file.read_text())
+    check_schema(report, complete=True)
+    assert code == (0 if report["passed"] else 1), err
+    g, a = report["results"]["graph"], report["agreement"]
+    accuracy, kept, lengths, _ = _independent_graph_run(tiny[graph], glue, limit=128)
+    assert abs(g["value"] - accuracy) <= 2 / 128
+    assert g["flops_reduction"] == pytest.approx(flops_reduction(read_config(tiny[graph]), lengths, kept), rel=1e-3)
+    assert a["compared"] + a["reference_cls_pruned"] == 128 and a["kept_counts_equal_per_layer"][0] == 1.0
+    assert a["max_abs_logit_diff"] is not None and a["max_abs_logit_diff"] < 1e-3
+    suite, cases = _junit(junit)
+    assert list(cases) == [x["name"] for x in report["gates"]] and suite.get("tests") == str(len(cases))
+
+
 # ------------------------------------------------------------------------------------------------ failing
 
 def _fail_lines(err: str) -> list[str]:
@@ -283,6 +312,7 @@ def _fail_lines(err: str) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_graph_from_another_checkpoint_fails(exports, trained, tmp_path, monkeypatch, capsys):
     report_file = tmp_path / "check.json"
     code, _, err = cli(monkeypatch, capsys, "check", exports["other"], "--task", "sst2", "--reference", trained,
@@ -304,6 +334,7 @@ def test_graph_from_another_checkpoint_fails(exports, trained, tmp_path, monkeyp
     assert report["agreement"]["predictions"] < 1.0
 
 
+@pytest.mark.slow
 def test_altered_thresholds_fail_the_decision_gate(exports, trained, tmp_path, monkeypatch, capsys):
     report_file, junit = tmp_path / "check.json", tmp_path / "check.xml"
     code, _, err = cli(monkeypatch, capsys, "check", exports["altered"], "--task", "sst2", "--reference", trained,
@@ -327,6 +358,7 @@ def test_altered_thresholds_fail_the_decision_gate(exports, trained, tmp_path, m
     assert failure is not None and failure.get("message") == line
 
 
+@pytest.mark.slow
 def test_min_metric_above_the_measured_metric_fails(exports, tmp_path):
     """In a fresh process, as CI runs it: exit code 1 and one FAIL line, also in the JUnit file."""
     report_file, junit = tmp_path / "check.json", tmp_path / "out" / "check.xml"
@@ -343,6 +375,7 @@ def test_min_metric_above_the_measured_metric_fails(exports, tmp_path):
     assert cases["min-metric"].find("failure").get("message") == line
 
 
+@pytest.mark.slow
 def test_openvino_ir_runs_in_f32_and_passes(trained, glue, tmp_path, monkeypatch, capsys):
     pytest.importorskip("openvino")
     from ltp_deploy.checkpoint import load_checkpoint
@@ -359,6 +392,7 @@ def test_openvino_ir_runs_in_f32_and_passes(trained, glue, tmp_path, monkeypatch
     assert report["agreement"]["decision_mismatch_rate"] <= 0.01 and report["data"]["examples"] == 256
 
 
+@pytest.mark.slow
 def test_regression_task_and_an_unmeasurable_decision_gate(minilm_dir, glue, tmp_path, monkeypatch, capsys):
     """STS-B (sentence pairs, pearson/spearman) on a tiny regression BERT whose layer-1 threshold (0.5) is above
     any score a token can get: the masked rule prunes CLS in every sequence, so no decision can be compared and
@@ -410,6 +444,7 @@ def test_regression_task_and_an_unmeasurable_decision_gate(minilm_dir, glue, tmp
     (["{altered_honest}", "--task", "sst2", "--reference", "{trained}"], "was exported with the spec absolute_thr"),
     (["{good}", "--task", "sst2", "--min-metric", "90"], "outside the range of accuracy [0, 1]"),
 ])
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(exports, trained, tmp_path, monkeypatch, capsys, args, message):
     names = {**{k.replace("-", "_"): v for k, v in exports.items()}, "trained": trained, "missing": tmp_path / "missing"}
     report_file = tmp_path / "check.json"
@@ -422,7 +457,7 @@ def test_bad_input_exits_2_with_one_line(exports, trained, tmp_path, monkeypatch
 
 def test_named_labels_follow_the_model_label_order():
     """A file's string labels are numbered in sorted order; check renumbers them by the model's id2label."""
-    from ltp_deploy.check import _align_labels
+    from ltp_deploy.check.run import _align_labels
     from ltp_deploy.data import Examples
 
     examples = Examples(["a", "b", "c"], None, np.array([0, 1, 0]), ["neg", "pos"])

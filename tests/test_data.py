@@ -148,7 +148,7 @@ def test_glue_errors(tmp_path, monkeypatch):
     monkeypatch.delenv("GLUE_DIR", raising=False)
     with pytest.raises(LtpDeployError, match="set GLUE_DIR to a folder laid out as"):
         D.load_glue("sst2")
-    with pytest.raises(LtpDeployError, match=r"not found at .*SST-2.dev\.tsv: set GLUE_DIR .*shared/data/glue"):
+    with pytest.raises(LtpDeployError, match=r"not found at .*SST-2.dev\.tsv: set GLUE_DIR to a folder laid out as <GLUE_DIR>/SST-2/"):
         D.load_glue("SST-2", glue_dir=tmp_path)
     with pytest.raises(LtpDeployError, match="Unknown task 'wnli': use one of sst2"):
         D.load_glue("wnli", glue_dir=tmp_path)
@@ -445,12 +445,12 @@ def test_imdb_dev_is_a_seeded_held_out_slice_of_train(imdb_dir):
     import csv
 
     dev, train = D.load_imdb("dev", imdb_dir), D.load_imdb("train", imdb_dir)
-    assert len(dev) == D.IMDB_DEV_SIZE and dev.task == "imdb" and not dev.is_regression
+    assert len(dev) == D.TASKS["imdb"].dev_slice and dev.task == "imdb" and not dev.is_regression
     with open(imdb_dir / "train.tsv", encoding="utf-8") as f:  # read by hand: every review lands exactly once
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
     by_hand = collections.Counter((text.strip(), int(label)) for text, label in rows)
     split = collections.Counter(zip(dev.texts + train.texts, np.concatenate([dev.labels, train.labels]).tolist()))
-    assert split == by_hand and len(train) == len(rows) - D.IMDB_DEV_SIZE
+    assert split == by_hand and len(train) == len(rows) - D.TASKS["imdb"].dev_slice
     assert 0.4 < dev.labels.mean() < 0.6  # shuffled: the file is grouped by label
     assert D.load_imdb("dev", imdb_dir).texts == dev.texts  # seeded: the same slice every time
     assert D.default_max_length("imdb") == 512 and D.default_max_length("sst2") == 64
@@ -512,7 +512,7 @@ def test_long_fields_are_read_and_absurd_ones_refused(tmp_path, suffix):
     ex = D.load_table(path, "sentence", label_column="label")
     assert ex.texts[1] == review.strip() and ex.labels.tolist() == [0, 1]
     assert csv.field_size_limit() == limit  # the process-wide limit is given back
-    from ltp_deploy.readers import MAX_FIELD_CHARS
+    from ltp_deploy.data.readers import MAX_FIELD_CHARS
 
     broken = tmp_path / f"broken{suffix}"  # one field past the limit: an unclosed quote swallows the rest
     broken.write_text(f"sentence{sep}label\nok{sep}1\n\"{'x' * (MAX_FIELD_CHARS + 1)}\n", encoding="utf-8")

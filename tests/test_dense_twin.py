@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SENTENCES, run_main
+from helpers import SENTENCES, run_main
 from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
 from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.reference import masked_reference
@@ -69,6 +69,7 @@ def test_the_checkpoint_holds_scorers(learned):
     assert load_checkpoint(learned).spec.scorer == "learned"
 
 
+@pytest.mark.slow
 def test_export_dense_of_a_learned_scorer_checkpoint_is_transformers_own_network(learned, tmp_path, monkeypatch,
                                                                                   capsys):
     out = tmp_path / "dense"
@@ -87,6 +88,7 @@ def test_export_dense_of_a_learned_scorer_checkpoint_is_transformers_own_network
     assert int(pruned_kept[:, -1].sum()) < int(batch["attention_mask"].sum())  # its own spec does prune
 
 
+@pytest.mark.slow
 def test_export_spec_of_a_learned_scorer_checkpoint_follows_ltps_rule(learned, tmp_path, monkeypatch, capsys):
     OTHER.save(tmp_path)
     spec_file = tmp_path / "pruning_spec.json"
@@ -114,6 +116,7 @@ def test_library_dense_twin_and_spec_override(learned):
         load_checkpoint(learned, spec=more)
 
 
+@pytest.mark.slow
 def test_check_names_the_spec_of_a_dense_twin_against_its_checkpoint(learned, tmp_path, monkeypatch, capsys):
     """The dense twin leaves the scorers out, so its weights fingerprint differs from the checkpoint's: check must
     name the real difference (the spec), not claim other weights."""

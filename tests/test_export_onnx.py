@@ -14,7 +14,7 @@ from ltp_deploy.artifact import METADATA_FILE, read_metadata
 from ltp_deploy.exporters.onnx import ExportValidationError, export_onnx
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.spec import PruningSpec
-from conftest import run_process as cli
+from helpers import run_process as cli
 
 MINILM_SPEC = PruningSpec.threshold([0.0, 0.002, 0.003, 0.004, 0.005, 0.006])
 
@@ -27,6 +27,7 @@ def minilm_export(minilm_dir, tmp_path_factory):
     return ckpt, out
 
 
+@pytest.mark.slow
 def test_ltp_folder_exports_and_validates(make_ltp, tmp_path):
     out = tmp_path / "ltp-onnx"
     result = cli("export", make_ltp(name="ltp-export"), "--target", "onnx", "-o", out)
@@ -42,6 +43,7 @@ def test_ltp_folder_exports_and_validates(make_ltp, tmp_path):
     assert meta["reference"]["sequences"] > 0
 
 
+@pytest.mark.slow
 def test_hf_bert_with_spec_exports_with_real_data(make_bert, glue, tmp_path):
     spec = PruningSpec.topk([1.0, 1.0, 0.6, 0.4])
     out = tmp_path / "bert-onnx"
@@ -54,6 +56,7 @@ def test_hf_bert_with_spec_exports_with_real_data(make_bert, glue, tmp_path):
     assert meta["validation"]["cases"][1]["batch_size"] == 8  # real sentences, mixed lengths
 
 
+@pytest.mark.slow
 def test_spec_option_overrides_the_folder(make_bert, tmp_path):
     spec = PruningSpec.threshold([0.0, 0.001, 0.002, 0.003])
     spec_file = spec.save(tmp_path)
@@ -72,6 +75,7 @@ def _run_both(ckpt, runtime, batch):
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])
+@pytest.mark.slow
 def test_graph_runs_at_every_length(minilm_export, batch_size):
     """No fixed-size assumption: lengths 1..512, mixed within a batch, same logits and kept counts as torch."""
     ckpt, out = minilm_export
@@ -91,6 +95,7 @@ def test_graph_runs_at_every_length(minilm_export, batch_size):
         assert (kept[:, -1] <= lengths).all()
 
 
+@pytest.mark.slow
 def test_sst2_dev_drops_tokens_in_the_graph(minilm_export, glue):
     ckpt, out = minilm_export
     runtime = open_runtime(out)
@@ -110,6 +115,7 @@ def test_sst2_dev_drops_tokens_in_the_graph(minilm_export, glue):
     assert mean_kept[-1] >= 1.0
 
 
+@pytest.mark.slow
 def test_dense_export_keeps_every_token(minilm_dir, tmp_path):
     out = tmp_path / "dense"
     result = cli("export", minilm_dir, "--dense", "-o", out)
@@ -122,6 +128,7 @@ def test_dense_export_keeps_every_token(minilm_dir, tmp_path):
     assert (kept == mask.sum(1, keepdims=True)).all()
 
 
+@pytest.mark.slow
 def test_failed_validation_leaves_no_output(minilm_dir, tmp_path):
     """atol=0 demands bit-identical logits, which ONNX Runtime does not give: the export must fail cleanly."""
     ckpt = load_checkpoint(minilm_dir, spec=MINILM_SPEC)
@@ -144,11 +151,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert result.returncode == 2 and "nope.json does not exist" in result.stderr and not out.exists()
 
 
-def test_inspect_shows_checkpoint_and_graph(minilm_export, make_ltp):
-    _, out = minilm_export
-    graph = json.loads(cli("inspect", out / "model.onnx", "--json").stdout)
-    assert graph["thresholds"] == list(MINILM_SPEC.thresholds) and graph["opset"] >= 17
+def test_inspect_shows_checkpoint_and_graph(tiny, make_ltp):
+    graph = json.loads(cli("inspect", tiny["pruned"] / "model.onnx", "--json").stdout)
+    assert graph["thresholds"] == list(PruningSpec.load(tiny["hf"]).thresholds) and graph["opset"] >= 17
     assert graph["graph_io"]["inputs"]["input_ids"] == ["batch", "sequence"]
-    assert graph["graph_io"]["outputs"]["kept_counts"][1] == 6
+    assert graph["graph_io"]["outputs"]["kept_counts"][1] == tiny["layers"]
     ckpt = json.loads(cli("inspect", make_ltp(name="ltp-inspect"), "--json").stdout)
     assert ckpt["format"] == "ltp" and ckpt["pruning"]["mode"] == "absolute_threshold" and ckpt["layers"] == 4

@@ -5,7 +5,7 @@ import pytest
 
 from ltp_deploy import flops as F
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.model import EncoderConfig
+from ltp_deploy.encoder_config import EncoderConfig
 
 TINY = EncoderConfig(arch="bert", vocab_size=100, hidden_size=8, num_layers=3, num_heads=2, intermediate_size=32,
                      max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,

@@ -32,7 +32,7 @@ from ltp_deploy.reference import hf_twin, masked_reference
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.spec import SCORE_FLOOR, PruningSpec, ltp_keep_rates
 
-from test_runtimes import Subject, subject_for
+from helpers import Subject, subject_for
 
 ATOL = 1e-4
 GRAPHS = ("minilm-threshold", "roberta-threshold", "minilm-topk")
@@ -257,6 +257,7 @@ def check_case(subject: Subject, runtime, case: dict, stats: dict) -> list[str]:
 
 @pytest.mark.parametrize("graph", GRAPHS)
 @pytest.mark.parametrize("runtime_name", list(RUNTIMES))
+@pytest.mark.slow
 def test_graph_matches_masked_reference_on_random_batches(graphs, runtime_name, graph):
     seeds = [s for s in fuzz_seeds() if graph_of(s) == graph]
     if not seeds:

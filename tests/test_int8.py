@@ -20,12 +20,12 @@ from ltp_deploy.exporters.int8 import KINDS, Int8Options, fp32_scope, label_proj
 from ltp_deploy.exporters.onnx import ExportValidationError, export_onnx
 from ltp_deploy.exporters.openvino import export_openvino
 from ltp_deploy.exporters.validate import INT8_MAX_METRIC_DROP, OutcomeReport
-from ltp_deploy.model import EncoderConfig
+from ltp_deploy.encoder_config import EncoderConfig
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.spec import PruningSpec
 
-from test_runtimes import roberta, subject, subject_for  # noqa: F401 (fixtures shared with the runtime tests)
-from conftest import run_main as run_cli
+from helpers import subject_for
+from helpers import run_main as run_cli
 
 VALIDATION_ROWS = 120
 CALIBRATION_ROWS = 64
@@ -84,6 +84,7 @@ def _trials_recorded(q, spec):
     assert q["scope"] == tried[-1]
 
 
+@pytest.mark.slow
 def test_onnx_int8_is_static_and_quantizes_what_passes(subject, sentences, calibration, tmp_path):
     import onnx
 
@@ -114,6 +115,7 @@ def test_onnx_int8_is_static_and_quantizes_what_passes(subject, sentences, calib
     _outcomes_hold(meta, subject, result.graph, sentences)
 
 
+@pytest.mark.slow
 def test_onnx_dynamic_int8_needs_no_calibration(subject, sentences, tmp_path):
     import onnx
 
@@ -126,6 +128,7 @@ def test_onnx_dynamic_int8_needs_no_calibration(subject, sentences, tmp_path):
     _outcomes_hold(read_metadata(result.folder), subject, result.graph, sentences)
 
 
+@pytest.mark.slow
 def test_openvino_int8_is_calibrated_on_training_sentences(subject, sentences, calibration, tmp_path):
     import openvino as ov
 
@@ -143,6 +146,7 @@ def test_openvino_int8_is_calibrated_on_training_sentences(subject, sentences, c
 
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
+@pytest.mark.slow
 def test_outcomes_out_of_bounds_fail_and_write_nothing(minilm, sentences, calibration, tmp_path, target):
     """The gate on a real INT8 graph: a bound no INT8 graph meets (no logit may move by 1e-3) fails the export with
     one sentence naming both scopes tried, and writes nothing."""
@@ -224,6 +228,7 @@ def test_scope_and_labels():
     (["--target", "onnx", "--precision", "int8", "--int8-activations", "dynamic", "--data", "DEV_UNLABELLED",
       "--text-column", "sentence"], "gated on its task metric, and these sentences have no labels"),
 ])
+@pytest.mark.slow
 def test_cli_refuses_int8_without_its_data(roberta, glue, tmp_path, monkeypatch, capsys, args, fragment):
     unlabelled = tmp_path / "unlabelled.tsv"
     unlabelled.write_text("sentence\n" + "".join(f"{t}\n" for t in ["a fine film .", "dull ."] * 20))
@@ -249,6 +254,7 @@ def _alone_and_in_batches(runtime, tokenizer, examples) -> tuple[list, list]:
 
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
+@pytest.mark.slow
 def test_static_int8_answers_do_not_depend_on_the_batch(minilm, glue, sentences, calibration, tmp_path, target):
     """With calibrated (static) activation scales, 200 dev sentences get the same predictions and kept counts
     alone and inside batches of 32; on ONNX Runtime the very same logits. (OpenVINO's logits still move by up to
@@ -277,6 +283,7 @@ def test_static_int8_answers_do_not_depend_on_the_batch(minilm, glue, sentences,
         assert max(np.abs(a[0] - b[0]).max() for a, b in zip(alone, batched)) > 1e-5
 
 
+@pytest.mark.slow
 def test_cli_int8_export_check_and_inspect(minilm, glue, tmp_path, monkeypatch, capsys):
     out = tmp_path / "cli-int8"
     code, stdout, err = run_cli(monkeypatch, capsys, "export", minilm.folder, "--precision", "int8", "--data",

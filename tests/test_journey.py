@@ -16,9 +16,10 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 TARGETS = ("onnx", "openvino")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +69,66 @@ def test_journey_benchmark_compares_both_models(journey, target):
         c = r["comparison"]
         assert c["pairs"] > 0 and c["speedup"] > 0 and c["ratio_p10"] <= c["ratio_p50"] <= c["ratio_p90"]
         assert c["flops_reduction"] > 1.2
+
+
+def test_readme_python_quickstart_runs_as_written(journey, tmp_path, monkeypatch):
+    """The README's ``# quickstart`` block, unchanged, on the export the journey made (its runs/demo/pruned-onnx)."""
+    import re
+
+    run, out = journey
+    assert run.returncode == 0
+    (block,) = re.findall(r"```python\n(# quickstart\n.*?)```", (REPO / "README.md").read_text(), re.S)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo").symlink_to(out, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md#quickstart", "exec"), {})
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_load_pipeline_and_the_bare_graph_agree_on_dev(journey, glue, target):
+    """``load``, ``transformers.pipeline`` over ``PrunedModelForSequenceClassification`` and the graph run directly
+    in its runtime's own session (no ltp-deploy code between) give the same labels on 200 SST-2 dev sentences."""
+    import numpy as np
+    from transformers import AutoTokenizer, pipeline
+
+    import ltp_deploy
+    from ltp_deploy.data import load_glue
+
+    _, out = journey
+    folder = out / f"pruned-{target}"
+    texts = load_glue("sst2", "dev", glue_dir=glue).texts[:200]
+    by_load = [p.label_id for p in ltp_deploy.load(folder, threads=2)(texts)]
+    model = ltp_deploy.PrunedModelForSequenceClassification.from_pretrained(folder)
+    answers = pipeline("text-classification", model=model, tokenizer=model.tokenizer)(texts, batch_size=16)
+    by_pipeline = [model.config.label2id[a["label"]] for a in answers]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    by_graph = []
+    for text in texts:  # one sentence per call: no padding, so any runtime's graph sees exactly the tokens
+        enc = tokenizer(text, return_tensors="np", truncation=True, max_length=64)
+        feeds = {k: v.astype(np.int64) for k, v in enc.items()}
+        by_graph.append(int(np.argmax(_bare_logits(folder, target, feeds))))
+    assert by_load == by_pipeline == by_graph
+    assert 0.2 < np.mean(by_load) < 0.8  # both classes occur: the comparison is not vacuous
+
+
+_SESSIONS: dict = {}
+
+
+def _bare_logits(folder, target, feeds):
+    key = (folder, target)
+    if key not in _SESSIONS:
+        if target == "onnx":
+            import onnxruntime as ort
+
+            _SESSIONS[key] = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        else:
+            import openvino as ov
+
+            _SESSIONS[key] = ov.Core().compile_model(str(folder / "model.xml"), "CPU",
+                                                     {"INFERENCE_PRECISION_HINT": "f32"})
+    session = _SESSIONS[key]
+    if target == "onnx":
+        names = {i.name for i in session.get_inputs()}
+        return session.run(["logits"], {k: v for k, v in feeds.items() if k in names})[0][0]
+    names = {n for i in session.inputs for n in i.get_names()}
+    return session({k: v for k, v in feeds.items() if k in names})["logits"][0]

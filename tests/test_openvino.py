@@ -17,8 +17,8 @@ from ltp_deploy.exporters.validate import CaseResult, ValidationReport
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.runtimes.openvino import stores_fp16_weights
 
-from test_runtimes import assert_agrees, roberta, subject  # noqa: F401 (fixtures shared with the runtime tests)
-from conftest import run_main as run_cli
+from helpers import assert_agrees
+from helpers import run_main as run_cli
 
 
 def read_ir(path):
@@ -34,6 +34,7 @@ def leftovers(folder):
 
 # ---------------------------------------------------------------------------------------------------- fp32
 
+@pytest.mark.slow
 def test_fp32_export_is_validated_with_full_metadata(subject):
     result = subject.ov_result
     folder, meta = result.folder, result.metadata
@@ -54,6 +55,7 @@ def test_fp32_export_is_validated_with_full_metadata(subject):
     assert not leftovers(folder.parent)
 
 
+@pytest.mark.slow
 def test_fp32_export_tokenizer_round_trips(subject):
     from transformers import AutoTokenizer
 
@@ -64,6 +66,7 @@ def test_fp32_export_tokenizer_round_trips(subject):
 
 # ---------------------------------------------------------------------------------------------------- fp16
 
+@pytest.mark.slow
 def test_fp16_export_stores_half_weights_and_passes_its_rule(subject):
     result = subject.ov16_result
     meta, v = result.metadata, result.metadata["validation"]
@@ -102,6 +105,7 @@ def test_fp16_rule(cases, passed, tolerated):
 
 # --------------------------------------------------------------------------------------------- failures
 
+@pytest.mark.slow
 def test_failed_validation_leaves_no_folder(roberta, tmp_path, monkeypatch):
     from ltp_deploy.exporters import validate as validate_module
 
@@ -135,6 +139,7 @@ def test_bad_options_fail_before_any_work(roberta, tmp_path, options, fragment):
 # ------------------------------------------------------------------------------------------------------ CLI
 
 
+@pytest.mark.slow
 def test_cli_exports_openvino(roberta, tmp_path, monkeypatch, capsys):
     out = tmp_path / "cli-ov16"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "export", roberta.folder, "--target", "openvino",
@@ -146,6 +151,7 @@ def test_cli_exports_openvino(roberta, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("target", ["onnx", "openvino"])
+@pytest.mark.slow
 def test_cli_exports_single_sequence(roberta, tmp_path, monkeypatch, capsys, target):
     out = tmp_path / f"cli-{target}-b1"
     code, stdout, stderr = run_cli(monkeypatch, capsys, "export", roberta.folder, "--target", target,

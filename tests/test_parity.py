@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from ltp_deploy.checkpoint import load_checkpoint, load_tokenizer
+from ltp_deploy.checkpoint import load_checkpoint
+from ltp_deploy.tokenizer import load_tokenizer
 from ltp_deploy.data import encode, load_glue
 from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
 from ltp_deploy.reference import dropping_kept, hf_twin, learned_scorers, masked_reference
 from ltp_deploy.spec import PruningSpec, ltp_keep_rates
 
-from conftest import SENTENCES
+from helpers import SENTENCES
 
 BATCH_SIZES = (1, 2, 5, 16)
 
@@ -112,6 +113,7 @@ def test_random_weights_match_masked_reference(arch, make_bert, make_roberta):
     check_specs(ckpt.model, specs, batches)
 
 
+@pytest.mark.slow
 def test_minilm_matches_masked_reference_on_real_sentences(minilm_dir, glue):
     ckpt = load_checkpoint(minilm_dir)
     tokenizer = load_tokenizer(minilm_dir)

@@ -9,7 +9,7 @@ real export (optimum-onnx 0.1.0, optimum 2.1.0, transformers 4.57.6, torch 2.13.
 ``vocab.txt``, no weights and no ltp-deploy metadata; the graph (opset 18) takes int64 ``input_ids``,
 ``attention_mask``, ``token_type_ids`` of shape ``(batch_size, sequence_length)`` and gives float32 ``logits``
 of shape ``(batch_size, num_labels)``, and nothing else. ``test_real_optimum_export`` runs against a real export
-where Optimum can be run (``LTP_OPTIMUM_CLI`` names its CLI, e.g. from a separate venv; see README).
+where Optimum can be run (``LTP_OPTIMUM_CLI`` names its CLI, e.g. from a separate venv; see docs/benchmarking.md).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SENTENCES, run_main as cli
+from helpers import SENTENCES, run_main as cli
 from test_bench import check_schema
 from ltp_deploy.artifact import FOREIGN_OUTPUTS, is_foreign, open_model_artifact
 from ltp_deploy.bench import describe_model
-from ltp_deploy.checkpoint import TOKENIZER_FILES
+from ltp_deploy.tokenizer import TOKENIZER_FILES
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes import open_runtime, resolve_model
 
@@ -140,6 +140,7 @@ def assert_runs_dense(path: Path, backend: str, dense) -> None:
 
 # ------------------------------------------------------------------------------------------------ the graph
 
+@pytest.mark.slow
 def test_peer_layout_is_a_foreign_dense_graph(peer):
     assert {p.name for p in peer.iterdir()} == OPTIMUM_FILES
     axes = ["batch_size", "sequence_length"]
@@ -157,10 +158,12 @@ def test_peer_layout_is_a_foreign_dense_graph(peer):
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+@pytest.mark.slow
 def test_peer_runs_with_kept_counts_of_a_dense_model(peer, dense, backend):
     assert_runs_dense(peer, backend, dense)
 
 
+@pytest.mark.slow
 def test_single_sequence_foreign_graph_is_called_per_row(peer, dense):
     """A foreign graph with a fixed batch axis of 1 is called once per row; kept counts are still each row's."""
     import onnx
@@ -176,6 +179,7 @@ def test_single_sequence_foreign_graph_is_called_per_row(peer, dense):
     assert_runs_dense(folder, "onnxruntime", dense)
 
 
+@pytest.mark.slow
 def test_which_folder_is_what(peer, dense, tmp_path):
     """The rule of runtimes.resolve_model: weights make a folder a checkpoint unless a graph backend is asked."""
     both = tmp_path / "checkpoint-with-graph"
@@ -193,6 +197,7 @@ def test_which_folder_is_what(peer, dense, tmp_path):
         open_runtime(peer, backend="torch")
 
 
+@pytest.mark.slow
 def test_bare_logits_graph_without_config_is_one_error(peer, tmp_path):
     (tmp_path / "model.onnx").symlink_to(peer / "model.onnx")
     for backend in ("onnxruntime", "openvino"):
@@ -212,6 +217,7 @@ def _bench(monkeypatch, capsys, report: Path, *args) -> dict:
     return json.loads(report.read_text())
 
 
+@pytest.mark.slow
 def test_bench_against_the_peer(pruned, peer, sentences, tmp_path, monkeypatch, capsys):
     """One pass (8 batches of 8) over 64 sentences in dataset and in length order: the same real tokens,
     fewer padded slots when length-sorted; the peer is described as a dense foreign graph."""
@@ -246,6 +252,7 @@ def test_bench_against_the_peer(pruned, peer, sentences, tmp_path, monkeypatch, 
     assert reports["alias"]["results"][0]["model"]["padded_tokens"] == length["padded_tokens"]
 
 
+@pytest.mark.slow
 def test_bench_against_the_peer_in_openvino(pruned, peer, sentences, tmp_path, monkeypatch, capsys):
     report = _bench(monkeypatch, capsys, tmp_path / "ov.json", pruned, "--compare", peer, "--backend", "openvino",
                     "--data", sentences, "--text-column", "sentence", "--batch-size", 4, "--iterations", 2)
@@ -294,6 +301,7 @@ def _accuracy(run, tokenizer, examples, names) -> float:
     return correct / len(examples)
 
 
+@pytest.mark.slow
 def test_int8_peers_are_checked_and_benched_as_foreign_graphs(peer, dense, pruned, glue, tmp_path, monkeypatch,
                                                               capsys):
     """The INT8 peers of a claims run (``claims.peers``): NNCF's INT8 of the Optimum-layout graph for OpenVINO, and

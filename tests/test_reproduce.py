@@ -10,12 +10,11 @@ import os
 
 import pytest
 
-from conftest import glue_dir, run_process
+from helpers import glue_dir, run_process
 from ltp_deploy.claims.table import CLAIMS_SCHEMA
 from ltp_deploy.spec import PruningSpec
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (glue_dir() / "SST-2" / "dev.tsv").is_file(), reason="no GLUE SST-2 data")]
+pytestmark = [pytest.mark.skipif(not (glue_dir() / "SST-2" / "dev.tsv").is_file(), reason="no GLUE SST-2 data")]
 
 BATCHES = (1, 4)
 
@@ -37,6 +36,7 @@ def _report(out):
     return json.loads((out / "claims.json").read_text())
 
 
+@pytest.mark.slow
 def test_schema_and_rows_come_from_the_reports(claims):
     proc, out, _ = claims
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -69,6 +69,7 @@ def test_schema_and_rows_come_from_the_reports(claims):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_rerun_skips_complete_steps(claims):
     proc, out, options = claims
     assert proc.returncode == 0
@@ -91,6 +92,7 @@ def test_rerun_skips_complete_steps(claims):
         assert row["previous"]["within_spread"] == (all(within) if within else None)
 
 
+@pytest.mark.slow
 def test_failed_check_is_shown_failed(claims):
     """A changed gate reruns only the checks (the exports and benches are complete), and the failure shows."""
     proc, out, options = claims
@@ -174,6 +176,7 @@ def test_a_changed_source_or_a_remade_input_runs_the_step_again(tmp_path):
     assert [s.status for s in broken] == ["failed", "blocked"]
 
 
+@pytest.mark.slow
 def test_a_failed_export_never_shows_an_earlier_runs_figures(claims):
     """When a graph's export fails on a rerun, the reports an earlier run left for it are stale: its rows show no
     figures and name the failure."""

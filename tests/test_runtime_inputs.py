@@ -18,7 +18,7 @@ from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes import open_runtime
 from ltp_deploy.runtimes.inputs import InputLimits
 
-from test_runtimes import Subject, subject, subject_for  # noqa: F401 (the shared subject fixture)
+from helpers import Subject, subject_for
 
 ADAPTERS = {
     "onnxruntime-cpu": lambda s: open_runtime(s.onnx),
@@ -172,6 +172,7 @@ def test_bad_batch_is_one_clear_error(subject, runtime, case, monkeypatch):
 
 
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
+@pytest.mark.slow
 def test_token_type_out_of_range(minilm, adapter, monkeypatch):
     runtime = ADAPTERS[adapter](minilm)
     bad = copy(minilm.batches["mixed"])
@@ -217,6 +218,7 @@ def test_lists_run(subject, runtime):
 
 
 @pytest.mark.parametrize("adapter", list(ADAPTERS))
+@pytest.mark.slow
 def test_missing_token_type_ids_are_zeros(minilm, adapter):
     runtime = ADAPTERS[adapter](minilm)
     assert "token_type_ids" in runtime.input_names
@@ -300,7 +302,7 @@ def _bare_bad(batch, cfg):
 
 
 @pytest.mark.parametrize("adapter", list(BARE))
-@pytest.mark.parametrize("name", ["minilm", "roberta"])
+@pytest.mark.parametrize("name", [pytest.param("minilm", marks=pytest.mark.slow), "roberta"])
 def test_bare_graph_checks_its_own_limits(name, adapter, tmp_path, monkeypatch, tmp_path_factory, minilm_dir,
                                           make_roberta):
     """model.onnx or model.xml + .bin alone in a folder: the limits come from the word, position and token-type

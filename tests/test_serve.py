@@ -27,7 +27,7 @@ import pytest
 
 from ltp_deploy.serving.requests import BadRequest
 
-from conftest import run_main
+from helpers import run_main
 
 SERVE_EXTRA = "Ray Serve is an optional extra: pip install 'ltp-deploy[serve]'"
 MAX_TEXTS = 8
@@ -52,15 +52,8 @@ def _post(url: str, body: bytes | str, method: str = "POST") -> tuple[int, dict]
 
 
 @pytest.fixture(scope="module")
-def export(make_bert, tmp_path_factory) -> Path:
-    from ltp_deploy.checkpoint import load_checkpoint
-    from ltp_deploy.exporters.onnx import export_onnx
-    from ltp_deploy.spec import PruningSpec
-
-    ckpt = load_checkpoint(make_bert(name="serve-bert"), spec=PruningSpec.threshold([0.0, 0.004, 0.006, 0.008]))
-    out = tmp_path_factory.mktemp("serve") / "export"
-    export_onnx(ckpt, out)
-    return out
+def export(tiny) -> Path:
+    return tiny["pruned"]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +110,7 @@ def _graph_answers(export: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarr
     return np.array(labels), np.array(kept)
 
 
+@pytest.mark.slow
 def test_answers_equal_the_graph(server, export, sentences):
     url, *_ = server
     status, body = _post(f"{url}/predict", json.dumps({"texts": sentences[:MAX_TEXTS]}))
@@ -154,6 +148,7 @@ BAD_REQUESTS = [
 ]
 
 
+@pytest.mark.slow
 def test_bad_requests_get_4xx_while_good_traffic_goes_on(server, sentences):
     from ltp_deploy.serving.loadtest import run_loadtest
 
@@ -171,6 +166,7 @@ def test_bad_requests_get_4xx_while_good_traffic_goes_on(server, sentences):
     assert status == 200 and health["status"] == "ok" and health["model"]["pruning"] == "absolute_threshold"
 
 
+@pytest.mark.slow
 def test_loadtest_command_verifies_every_answer(server, export, glue, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GLUE_DIR", str(glue))
     url, *_ = server
@@ -205,6 +201,7 @@ HOSTILE_BODIES = {
 
 
 @pytest.mark.parametrize("case", list(HOSTILE_BODIES))
+@pytest.mark.slow
 def test_hostile_body_gets_4xx_json_and_the_server_goes_on(server, case):
     url, *_ = server
     body, want, fragment = HOSTILE_BODIES[case]
@@ -218,6 +215,7 @@ def test_hostile_body_gets_4xx_json_and_the_server_goes_on(server, case):
     assert status == 200 and len(good["predictions"]) == 1, good
 
 
+@pytest.mark.slow
 def test_huge_requests_do_not_hold_up_the_others(server):
     """Short requests sent while three 20 MB requests are in flight are each answered within seconds (a 20 MB text
     tokenised in full on the replica's event loop would hold each of them up for as long as it takes, ~13 s)."""
@@ -236,6 +234,7 @@ def test_huge_requests_do_not_hold_up_the_others(server):
     assert statuses == [200] * 10 and max(waits) < 6, waits
 
 
+@pytest.mark.slow
 def test_head_health_answers_200(server):
     url, *_ = server
     request = urllib.request.Request(f"{url}/health", method="HEAD")
@@ -255,6 +254,7 @@ def _is_loopback(ip: str) -> bool:
 HAPROXY_ALL_INTERFACES = {("haproxy", 8404), ("haproxy", 9101)}
 
 
+@pytest.mark.slow
 def test_no_process_of_the_server_listens_off_loopback(server):
     import psutil
 
@@ -292,6 +292,7 @@ def test_serve_refuses_a_busy_port_before_starting_ray(export, monkeypatch, caps
     assert len(err.strip().splitlines()) == 1 and not ray.is_initialized()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_server(server):
     url, proc, _ = server
     proc.send_signal(signal.SIGINT)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SENTENCES
+from helpers import SENTENCES
 from ltp_deploy.checkpoint import load_checkpoint
 from ltp_deploy.data import Examples, encode
 from ltp_deploy.exporters.onnx import export_onnx
@@ -118,6 +118,7 @@ def assert_same_answers(answers, want, errors) -> None:
 
 
 @pytest.mark.parametrize("name", list(RUNTIMES))
+@pytest.mark.slow
 def test_threads_sharing_one_runtime_get_their_own_answers(model, name):
     runtime = RUNTIMES[name](model)
     want = [runtime.run(b) for b in model.batches]
@@ -139,6 +140,7 @@ def torch_threads() -> tuple[int, int]:
     return torch.get_num_threads(), seen[0]
 
 
+@pytest.mark.slow
 def test_io_binder_threads_get_their_own_buffers(model):
     """The CUDA adapter's IO binding (``IOBinder``), run on ORT's CPU device where no GPU is present."""
     from ltp_deploy.runtimes.onnxruntime import IOBinder
@@ -150,6 +152,7 @@ def test_io_binder_threads_get_their_own_buffers(model):
     assert_same_answers(answers, want, errors)
 
 
+@pytest.mark.slow
 def test_onnxruntime_cuda_threads(model):
     import onnxruntime as ort
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from ltp_deploy.calibration.evaluate import EncodedData, evaluate, predict
+from ltp_deploy.evaluation import EncodedData, evaluate, predict
 from ltp_deploy.checkpoint import METADATA_FILE, load_checkpoint
-from ltp_deploy.data import load_glue
+from ltp_deploy.data import Examples, load_glue
 from ltp_deploy.reference import hf_twin, learned_scorers, masked_reference
 from ltp_deploy.spec import PruningSpec
 from ltp_deploy.flops import flops_reduction
@@ -46,7 +46,7 @@ from ltp_deploy.training import (
     TeacherMemo,
 )
 
-from conftest import run_main as cli
+from helpers import run_main as cli
 
 
 @pytest.fixture(scope="module")
@@ -486,7 +486,6 @@ def test_rank_distillation_pulls_early_scores_towards_the_last_layers(small_bert
                                                                     tmp_path):
     data = TrainData.build(small_bert[1], sst2_small[0], 64)
     teacher = load_checkpoint(small_bert[0].path).model.eval()
-    first = {}
     for weight in (0.0, 5.0):
         model = load_checkpoint(small_bert[0].path).model
         settings = TrainSettings(model="unused", task="sst2", output="unused", rank_distill=weight, soft_lr=2e-4,
@@ -526,6 +525,7 @@ def test_soft_distillation_pulls_stage_one_towards_the_teacher(small_bert, sst2_
 
 # ------------------------------------------------------------------------------------------------ the stages
 
+@pytest.mark.slow
 def test_dense_training_lowers_the_loss(minilm_dir, sst2_small):
     ckpt = load_checkpoint(minilm_dir)  # the real pretrained encoder with a fresh head, as stage 0 gets it
     train_ex, _ = sst2_small
@@ -630,6 +630,7 @@ def test_hidden_distillation_pulls_the_cls_rows_towards_the_dense_ones(small_ber
 
 # ------------------------------------------------------------------------------------------------ the command
 
+@pytest.mark.slow
 def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GLUE_DIR", str(glue))
     out = tmp_path / "ltp"
@@ -676,6 +677,7 @@ def test_train_writes_loadable_checkpoints(minilm_dir, glue, tmp_path, monkeypat
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
+@pytest.mark.slow
 def test_learned_scorer_checkpoint_exports_and_checks_on_both_runtimes(minilm_dir, glue, tmp_path, monkeypatch,
                                                                         capsys):
     """``--scorer learned`` end to end: the checkpoint holds a scorer for each pruning layer, and its exports
@@ -781,9 +783,8 @@ def test_teacher_memo_returns_the_teachers_own_outputs_and_runs_each_example_onc
 
 # ------------------------------------------------------------------------------------------------ finite or refused
 
-def _tiny_examples(labels) -> "Examples":
-    from conftest import SENTENCES
-    from ltp_deploy.data import Examples
+def _tiny_examples(labels) -> Examples:
+    from helpers import SENTENCES
 
     labels = np.asarray(labels, dtype=np.float32)
     return Examples(SENTENCES[:len(labels)], None, labels, None, "stsb", True, "in memory")
@@ -831,7 +832,7 @@ def test_train_that_diverges_writes_nothing_and_names_the_dense_model_to_resume_
     output is not written, the dense one is intact and finite, and the sentence says where to resume."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from conftest import SENTENCES
+    from helpers import SENTENCES
 
     encoder = tmp_path / "encoder"
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ltp_deploy.calibration.evaluate import EncodedData, Evaluation, evaluate
+from ltp_deploy.evaluation import EncodedData, Evaluation, evaluate
 from ltp_deploy.calibration.search import TOLERANCE, SearchResult, check_goal, search
 from ltp_deploy.checkpoint import load_checkpoint, save_checkpoint
 from ltp_deploy.data import default_max_length, get_task, load_examples

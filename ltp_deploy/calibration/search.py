@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ltp_deploy.calibration.evaluate import EncodedData, Evaluation, evaluate
+from ltp_deploy.evaluation import EncodedData, Evaluation, evaluate
 from ltp_deploy.calibration.families import Family, family
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.model import PrunedClassifier

@@ -37,7 +37,7 @@ def nncf_peer(optimum: Path, out: Path, task: str, overwrite: bool = True) -> Pa
     import openvino as ov
 
     from ltp_deploy.artifact import HF_CONFIG, open_foreign
-    from ltp_deploy.checkpoint import TOKENIZER_FILES, load_tokenizer
+    from ltp_deploy.tokenizer import TOKENIZER_FILES, load_tokenizer
     from ltp_deploy.data import load_examples
     from ltp_deploy.exporters.int8 import (CALIBRATION_ROWS, CALIBRATION_SEED, _import_nncf, _NncfQuiet,
                                            calibration_feeds)

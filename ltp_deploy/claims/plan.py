@@ -20,9 +20,10 @@ from pathlib import Path
 from ltp_deploy.bench import KIND as BENCH_KIND
 from ltp_deploy.check import KIND as CHECK_KIND
 from ltp_deploy.claims.steps import Step, ltp_deploy
+from ltp_deploy.exporters import TARGET_FOR_RUNTIME
 
-TARGETS = {"onnxruntime": "onnx", "openvino": "openvino"}  # runtime -> export target
-PRECISIONS = ("fp32", "int8")
+TARGETS = TARGET_FOR_RUNTIME  # runtime -> the export target it runs
+PRECISIONS = ("fp32", "int8")  # the weight precisions a claims run compares (``exporters.WEIGHT_PRECISIONS``)
 # Long inputs: a slice of the held-out reviews keeps a task's run within minutes (an explicit value wins).
 TASK_MAX_EXAMPLES = {"imdb": 500}
 
@@ -36,7 +37,7 @@ class ClaimsSettings:
     dense: dict[str, Path] = field(default_factory=dict)  # task -> dense checkpoint (default: CKPT-dense)
     train_model: Path | None = None  # with --train: the pretrained model train starts from
     train_args: tuple[str, ...] = ()  # extra options for train
-    runtimes: tuple[str, ...] = ("onnxruntime", "openvino")
+    runtimes: tuple[str, ...] = tuple(TARGET_FOR_RUNTIME)
     precisions: tuple[str, ...] = PRECISIONS
     batch_sizes: tuple[int, ...] = (1, 32)
     threads: int = 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltp_deploy.plots import save_figure
+from ltp_deploy.outputs import save_figure
 
 _MARKERS = {("onnxruntime", "fp32"): "o", ("onnxruntime", "int8"): "s", ("openvino", "fp32"): "^",
             ("openvino", "int8"): "D"}

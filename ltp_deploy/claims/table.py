@@ -9,6 +9,7 @@ import datetime as dt
 from ltp_deploy.claims.plan import ClaimsSettings, graph_name, int8_peer
 from ltp_deploy.claims.steps import Step, read_report
 from ltp_deploy.outputs import MARKDOWN_MARK
+from ltp_deploy.runtimes import BACKENDS
 
 SCHEMA_VERSION = 1
 KIND = "ltp-deploy-claims"
@@ -59,7 +60,7 @@ CLAIMS_SCHEMA: dict[str, str] = {
               "metric, speedup, setting",
 }
 
-# Published claims (../shared/docs/ltp-reference.md), quoted beside the measured rows, never measured here.
+# Published claims (the papers named in "source"), quoted beside the measured rows, never measured here.
 QUOTED = [
     {"source": "LTP (Kim et al., KDD'22)", "model": "RoBERTa-base", "task": "GLUE", "flops_reduction": 2.1,
      "metric": "< 1 point below dense", "speedup": 1.9, "setting": "throughput, Intel Haswell CPU, length 128"},
@@ -195,7 +196,7 @@ def markdown(report: dict) -> str:
             "p50 ms | seq/s | vs ltp-deploy dense | vs Optimum dense | vs Optimum INT8 | efficiency |")
     env = report["environment"] or {}
     versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items()
-                         if k in ("onnxruntime", "openvino", "torch"))
+                         if k in BACKENDS)
     lines = [MARKDOWN_MARK, "", f"`{report['command']}` ({report['created']}; steps run now took "
              f"{report['elapsed_s'] / 60:.1f} min)", "",
              f"Machine: {env.get('cpu', '?')}, {env.get('usable_cores', '?')} usable cores, {env.get('threads', '?')} "

@@ -79,7 +79,7 @@ def bench(
     if json_out is not None:
         write_json(json_out, report, **rules)
     if plot is not None:
-        from ltp_deploy.plots import plot_latency
+        from ltp_deploy.bench.plots import plot_latency
 
         plot_latency(report, plot, **rules)
     if interactive():

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ltp_deploy.runtimes import COMPUTE_PRECISIONS
+
 from ltp_deploy.commands.options import (
     Data,
     LabelColumn,
@@ -34,9 +36,8 @@ Examples:
 """
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
+# Compute precisions of the graph runtimes, from their adapters' table
+Precision = Enum("Precision", {p: p for p in COMPUTE_PRECISIONS}, type=str)
 
 
 def check(
@@ -117,8 +118,8 @@ def _print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ltp_deploy.check_report import agreement_text
-    from ltp_deploy.check_report import fmt as _fmt
+    from ltp_deploy.check.report import agreement_text
+    from ltp_deploy.check.report import fmt as _fmt
 
     d, m = report["data"], report["model"]
     console = Console()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ltp_deploy.exporters import TARGETS, WEIGHT_PRECISIONS
 from ltp_deploy.commands.options import Data, Output, Overwrite, Task, TextColumn, TextPairColumn, column
 
 HELP = "Export a checkpoint to ONNX (or OpenVINO IR) with token dropping, validated against torch."
@@ -29,25 +29,19 @@ Examples:
 """
 
 
-class Target(str, Enum):
-    onnx = "onnx"
-    openvino = "openvino"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+# The choices --help lists, from the exporters' table
+Target = Enum("Target", {name: name for name in TARGETS}, type=str)
+Precision = Enum("Precision", {name: name for name in WEIGHT_PRECISIONS}, type=str)
 
 
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (Hugging Face or original LTP layout).")],
     output: Output,
-    target: Annotated[Target, typer.Option("--target", "-t", help="Export format.")] = Target.onnx,
+    target: Annotated[Target, typer.Option("--target", "-t", help="Export format.")] = Target("onnx"),
     precision: Annotated[Precision, typer.Option(
         "--precision", help="Stored weights; fp16 with --target openvino only (default --atol 1e-2; kept counts "
                             "must still match on real sentences); int8 on both targets (needs --task, or --data "
-                            "and --calibration-data; gated on the task metric: --max-metric-drop).")] = Precision.fp32,
+                            "and --calibration-data; gated on the task metric: --max-metric-drop).")] = Precision("fp32"),
     max_metric_drop: Annotated[Optional[float], typer.Option(
         "--max-metric-drop", help="INT8: points of the task's metric (accuracy, Pearson, ... x100) the INT8 graph "
                                   "may lose against the fp32 model on the validation sentences (default 0.5).")] = None,
@@ -86,83 +80,16 @@ def export(
         "--opset", help="ONNX opset (default: the exporter's); --target onnx only.")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    from ltp_deploy.checkpoint import load_checkpoint
-    from ltp_deploy.data import load_examples
-    from ltp_deploy.errors import LtpDeployError
-    from ltp_deploy.outputs import check_output
-    from ltp_deploy.paths import refuse_symlink_loops
-    from ltp_deploy.spec import PruningSpec
+    from ltp_deploy.exporters import ExportSettings, run_export
 
-    from ltp_deploy.exporters.int8 import Int8Options
-    from ltp_deploy.exporters.validate import INT8_MAX_METRIC_DROP, INT8_SENTENCES
-
-    target, precision = Target(target).value, Precision(precision).value
-    if precision == "fp16" and target != "openvino":
-        raise LtpDeployError(f"--precision fp16 is an OpenVINO IR option, not {target}: "
-                             "add --target openvino or drop --precision.")
-    int8_given = {"--int8-scope": int8_scope, "--min-agreement": min_agreement, "--max-metric-drop": max_metric_drop,
-                  "--int8-activations": int8_activations, "--calibration-data": calibration_data}
-    for name, value in int8_given.items():
-        if value is not None and precision != "int8":
-            raise LtpDeployError(f"{name} applies to --precision int8: add it or drop {name}.")
-    if int8_activations is not None and target != "onnx":
-        raise LtpDeployError("--int8-activations applies to --precision int8 --target onnx (OpenVINO's INT8 is "
-                             "always calibrated): drop it, or add those options.")
-    if calibration_data is not None and int8_activations == "dynamic":
-        raise LtpDeployError("--calibration-data is for static INT8 (dynamic INT8 needs no calibration): drop it, "
-                             "or drop --int8-activations dynamic.")
-    if opset is not None and target != "onnx":
-        raise LtpDeployError("--opset applies to --target onnx only: drop --opset for openvino.")
-    if spec is not None and dense:
-        raise LtpDeployError("--spec and --dense contradict each other: drop one of them.")
-    rules = {"inputs": (checkpoint, spec, data, calibration_data), "overwrite": overwrite}
-    refuse_symlink_loops([(checkpoint, "Checkpoint"), (spec, "Spec file"), (data, "Data file"),
-                          (calibration_data, "Data file")])  # named before the output rules resolve them
-    check_output(output, "export", **rules)
-    int8 = None
-    if precision == "int8":
-        int8 = Int8Options(scope=int8_scope or "auto", activations=int8_activations or "static",
-                           max_metric_drop=INT8_MAX_METRIC_DROP if max_metric_drop is None else max_metric_drop,
-                           min_agreement=min_agreement, atol=atol)
-        calibration, note = _calibration(int8.static(target), calibration_data, task, text_column, text_pair_column)
-        int8 = replace(int8, calibration=calibration, calibration_note=note).checked(target, None)
-        atol = None
-    ckpt = load_checkpoint(checkpoint, spec=PruningSpec.read(spec) if spec else None, dense=dense)
-    examples = None
-    if data or task:
-        examples = load_examples(data, task, text_column=column(text_column),
-                                 text_pair_column=column(text_pair_column))
-        examples = examples.take(max_examples or (INT8_SENTENCES if precision == "int8" else 64))
-    if target == "openvino":
-        from ltp_deploy.exporters.openvino import export_openvino
-
-        result = export_openvino(ckpt, output, dense=dense, examples=examples, atol=atol, precision=precision,
-                                 single_sequence=single_sequence, batch1_graph=batch1_graph, int8=int8, **rules)
-    else:
-        from ltp_deploy.exporters.onnx import export_onnx
-
-        result = export_onnx(ckpt, output, dense=dense, examples=examples, atol=atol, opset=opset,
-                             single_sequence=single_sequence, batch1_graph=batch1_graph, precision=precision,
-                             int8=int8, **rules)
+    settings = ExportSettings(
+        checkpoint=checkpoint, output=output, target=Target(target).value, precision=Precision(precision).value,
+        dense=dense, spec=spec, single_sequence=single_sequence, batch1_graph=batch1_graph, data=data, task=task,
+        text_column=column(text_column), text_pair_column=column(text_pair_column), max_examples=max_examples,
+        atol=atol, opset=opset, overwrite=overwrite, max_metric_drop=max_metric_drop, min_agreement=min_agreement,
+        int8_scope=int8_scope, int8_activations=int8_activations, calibration_data=calibration_data)
+    result = run_export(settings)
     print(summary(result.graph, result.metadata), file=sys.stdout)
-
-
-def _calibration(static: bool, calibration_data: Path | None, task: str | None, text_column, text_pair_column):
-    """Calibration sentences of static INT8 (OpenVINO's, and ONNX Runtime's unless its activations are dynamic):
-    ``CALIBRATION_ROWS`` seeded rows of the given file or of the task's train split (never dev), and the note the
-    metadata records; (None, None) when nothing is calibrated."""
-    from ltp_deploy.data import load_examples
-    from ltp_deploy.exporters.int8 import CALIBRATION_ROWS, CALIBRATION_SEED, missing_calibration
-
-    if not static:
-        return None, None
-    if calibration_data is None and task is None:
-        raise missing_calibration("Static INT8 (OpenVINO's, and ONNX Runtime's unless --int8-activations dynamic)")
-    split = "train" if calibration_data is None else "given file"
-    pool = load_examples(calibration_data, task, "train", text_column=column(text_column),
-                         text_pair_column=column(text_pair_column))
-    note = {"split": split, "seed": CALIBRATION_SEED, "drawn_from": len(pool)}
-    return pool.subset(CALIBRATION_ROWS, seed=CALIBRATION_SEED), note
 
 
 def summary(graph: Path, metadata: dict) -> str:

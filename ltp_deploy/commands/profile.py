@@ -28,7 +28,7 @@ def profile(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the profiles as JSON.")] = None,
 ) -> None:
     from ltp_deploy.bench import describe_model
-    from ltp_deploy.checkpoint import load_tokenizer
+    from ltp_deploy.tokenizer import load_tokenizer
     from ltp_deploy.data import batches as index_batches
     from ltp_deploy.data import encode, load_examples
     from ltp_deploy.environment import library_versions

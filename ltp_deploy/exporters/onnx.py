@@ -20,6 +20,7 @@ import torch
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters import TARGETS
 from ltp_deploy.exporters.int8 import Int8Options
 from ltp_deploy.exporters.steps import ExportResult, ExportValidationError, export_validated
 from ltp_deploy.interrupts import received
@@ -28,8 +29,8 @@ from ltp_deploy.output_locks import scratch_on_demand
 from ltp_deploy.outputs import writing
 from ltp_deploy.artifact import OUTPUT_NAMES
 
-GRAPH_FILE = "model.onnx"
-PRECISIONS = ("fp32", "int8")
+GRAPH_FILE = TARGETS["onnx"].graph_file
+PRECISIONS = TARGETS["onnx"].precisions
 BATCH1_FILE = "model-b1.onnx"  # the batch-1 form beside the batched graph (runtimes run it for batches of one)
 # The dynamo exporter (torch.export) traces with symbolic shapes: a data-dependent value (the survivor count
 # T' from NonZero) stays symbolic, and anything that would freeze it into a constant fails the export instead.

@@ -29,15 +29,16 @@ from pathlib import Path
 from ltp_deploy.checkpoint import Checkpoint
 from ltp_deploy.data import Examples
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.exporters import TARGETS
 from ltp_deploy.exporters.steps import ExportResult, export_validated
 from ltp_deploy.exporters.int8 import Int8Options
 from ltp_deploy.exporters.onnx import EXPORTER, graph_opset, torch_to_onnx
 from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.output_locks import scratch_on_demand
 
-GRAPH_FILE = "model.xml"  # model.bin is written beside it
+GRAPH_FILE = TARGETS["openvino"].graph_file  # model.bin is written beside it
 BATCH1_FILE = "model-b1.xml"  # the batch-1 form (+ model-b1.bin), as in exporters.onnx
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = TARGETS["openvino"].precisions
 DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 1e-2, "int8": 1e-4}  # INT8 is gated on outcomes (Int8Options)
 VALIDATION_PRECISION_HINT = "f32"
 

@@ -14,7 +14,8 @@ from typing import Callable
 
 from ltp_deploy.artifact import METADATA_FILE, OUTPUT_NAMES
 from ltp_deploy.outputs import atomic_dir, write_json
-from ltp_deploy.checkpoint import Checkpoint, save_tokenizer
+from ltp_deploy.checkpoint import Checkpoint
+from ltp_deploy.tokenizer import save_tokenizer
 from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.progress import progress_bar

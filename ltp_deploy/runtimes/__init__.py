@@ -38,14 +38,61 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataclasses import dataclass
+from typing import Callable
+
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes.base import Runtime
 
-BACKENDS = ("onnxruntime", "openvino", "torch")
-DEVICES = ("cpu", "cuda")
-_BACKENDS_FOR = {".onnx": ("onnxruntime", "openvino"), ".xml": ("openvino",), "checkpoint": ("torch",)}
-_DEVICES_FOR = {"onnxruntime": ("cpu", "cuda"), "openvino": ("cpu",), "torch": ("cpu", "cuda")}
-_PRECISIONS_FOR = {"onnxruntime": ("fp32",), "openvino": ("fp32", "bf16"), "torch": ("fp32",)}
+
+def _onnxruntime(graph, device_type, device_id, threads, precision, hint) -> Runtime:
+    from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU, OnnxRuntimeCUDA
+
+    if device_type == "cuda":
+        return OnnxRuntimeCUDA(graph, threads=threads, device_id=device_id)
+    return OnnxRuntimeCPU(graph, threads=threads)
+
+
+def _openvino(graph, device_type, device_id, threads, precision, hint) -> Runtime:
+    from ltp_deploy.runtimes.openvino import OpenVINOCPU
+
+    return OpenVINOCPU(graph, threads=threads, precision=precision, hint=hint or "latency")
+
+
+def _torch(graph, device_type, device_id, threads, precision, hint) -> Runtime:
+    from ltp_deploy.runtimes.torch import TorchRuntime
+
+    return TorchRuntime(graph, device=device_type if device_id == 0 else f"cuda:{device_id}", threads=threads)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One runtime adapter: what it loads, where it runs, what it computes in, and how it is loaded."""
+
+    name: str
+    inputs: tuple[str, ...]  # graph suffixes it runs (".onnx", ".xml"), or "checkpoint" (a checkpoint folder)
+    devices: tuple[str, ...]
+    precisions: tuple[str, ...]  # compute precisions (the first is the default)
+    load: Callable[..., Runtime]  # (graph, device_type, device_id, threads, precision, hint) -> Runtime
+    hints: bool = False  # takes a performance hint (OpenVINO's latency / throughput)
+
+
+# The one table of runtime adapters. A new runtime: its adapter module (a ``Runtime`` subclass) and one row here;
+# the first adapter that runs a suffix is that suffix's default.
+ADAPTERS: dict[str, Adapter] = {a.name: a for a in (
+    Adapter("onnxruntime", (".onnx",), ("cpu", "cuda"), ("fp32",), _onnxruntime),
+    Adapter("openvino", (".onnx", ".xml"), ("cpu",), ("fp32", "bf16"), _openvino, hints=True),
+    Adapter("torch", ("checkpoint",), ("cpu", "cuda"), ("fp32",), _torch),
+)}
+BACKENDS = tuple(ADAPTERS)
+GRAPH_BACKENDS = tuple(a.name for a in ADAPTERS.values() if any(i.startswith(".") for i in a.inputs))
+DEVICES = tuple(dict.fromkeys(d for a in ADAPTERS.values() for d in a.devices))
+COMPUTE_PRECISIONS = tuple(dict.fromkeys(p for a in ADAPTERS.values() for p in a.precisions))
+
+
+def backends_for(kind: str) -> tuple[str, ...]:
+    """The adapters that run ``kind`` (a graph suffix, or "checkpoint"), the default first."""
+    return tuple(a.name for a in ADAPTERS.values() if kind in a.inputs)
 
 
 def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = None, threads: int | None = None,
@@ -76,48 +123,35 @@ def open_runtime(path: str | Path, device: str = "cpu", backend: str | None = No
     device_type, device_id = _parse_device(device)
     if backend is not None and backend not in BACKENDS:
         raise LtpDeployError(f"Unknown backend {backend!r}: use one of {', '.join(BACKENDS)}.")
-    allowed = _BACKENDS_FOR[kind]
+    allowed = backends_for(kind)
     backend = backend or allowed[0]
     if backend not in allowed:
         what = "a checkpoint folder" if kind == "checkpoint" else f"a {kind} graph"
         raise LtpDeployError(f"{graph} is {what}, which runs with backend {' or '.join(allowed)}, not {backend}: "
                              f"pass --backend {allowed[0]} or leave --backend out.")
-    if device_type not in _DEVICES_FOR[backend]:
-        cuda = [b for b in BACKENDS if "cuda" in _DEVICES_FOR[b]]
-        raise LtpDeployError(f"Backend {backend} runs on {' or '.join(_DEVICES_FOR[backend])} only, not {device}: "
+    adapter = ADAPTERS[backend]
+    if device_type not in adapter.devices:
+        cuda = [a.name for a in ADAPTERS.values() if "cuda" in a.devices]
+        raise LtpDeployError(f"Backend {backend} runs on {' or '.join(adapter.devices)} only, not {device}: "
                              f"use --device cpu, or {' or '.join(cuda)} for cuda.")
-    precision = precision or "fp32"
-    if precision not in _PRECISIONS_FOR[backend]:
-        valid = _PRECISIONS_FOR[backend]
-        fix = f"use --precision {' or '.join(valid)}" + ("" if "bf16" in valid else " (--backend openvino for bf16)")
+    precision = precision or adapter.precisions[0]
+    if precision not in adapter.precisions:
+        valid = adapter.precisions
+        others = [f"--backend {a.name} for {p}" for a in ADAPTERS.values() for p in a.precisions if p == precision]
+        fix = f"use --precision {' or '.join(valid)}" + (f" ({others[0]})" if others else "")
         raise LtpDeployError(f"Backend {backend} computes in {' or '.join(valid)}, not {precision}: {fix}.")
-    if hint is not None and backend != "openvino":
+    if hint is not None and not adapter.hints:
+        takes = " or ".join(a.name for a in ADAPTERS.values() if a.hints)
         raise LtpDeployError(f"The performance hint {hint!r} is an OpenVINO setting: drop --hint or use "
-                             "--backend openvino.")
+                             f"--backend {takes}.")
     if threads is not None and threads < 1:
         raise LtpDeployError(f"threads must be a positive number, got {threads}: leave it out for the default.")
-    runtime = _load(backend, device_type, device_id, graph, threads, precision, hint)
+    runtime = adapter.load(graph, device_type, device_id, threads, precision, hint)
     if art is None or art.batch1 is None:
         return runtime
     from ltp_deploy.runtimes.base import BatchOneRouter
 
-    return BatchOneRouter(runtime, _load(backend, device_type, device_id, art.batch1, threads, precision, hint))
-
-
-def _load(backend, device_type, device_id, graph, threads, precision, hint) -> Runtime:
-    if backend == "onnxruntime":
-        from ltp_deploy.runtimes.onnxruntime import OnnxRuntimeCPU, OnnxRuntimeCUDA
-
-        if device_type == "cuda":
-            return OnnxRuntimeCUDA(graph, threads=threads, device_id=device_id)
-        return OnnxRuntimeCPU(graph, threads=threads)
-    if backend == "openvino":
-        from ltp_deploy.runtimes.openvino import OpenVINOCPU
-
-        return OpenVINOCPU(graph, threads=threads, precision=precision, hint=hint or "latency")
-    from ltp_deploy.runtimes.torch import TorchRuntime
-
-    return TorchRuntime(graph, device=device_type if device_id == 0 else f"cuda:{device_id}", threads=threads)
+    return BatchOneRouter(runtime, adapter.load(art.batch1, device_type, device_id, threads, precision, hint))
 
 
 def resolve_model(path: str | Path, backend: str | None = None):
@@ -137,7 +171,7 @@ def resolve_model(path: str | Path, backend: str | None = None):
     if not path.exists():
         raise LtpDeployError(f"{path} does not exist: pass a .onnx or .xml graph, an export folder or a "
                              "checkpoint folder.")
-    art = open_model_artifact(path, prefer_graph=backend in _BACKENDS_FOR[".onnx"])
+    art = open_model_artifact(path, prefer_graph=backend in GRAPH_BACKENDS)
     if art is not None:
         return art.graph.suffix, art.graph, art
     if path.is_dir():
@@ -159,4 +193,5 @@ def _parse_device(device: str) -> tuple[str, int]:
     raise LtpDeployError(f"Unknown device {device!r}: use cpu or cuda (cuda:N for another GPU).")
 
 
-__all__ = ["BACKENDS", "DEVICES", "Runtime", "open_runtime", "resolve_model"]
+__all__ = ["ADAPTERS", "BACKENDS", "COMPUTE_PRECISIONS", "DEVICES", "GRAPH_BACKENDS", "Adapter", "Runtime",
+           "backends_for", "open_runtime", "resolve_model"]

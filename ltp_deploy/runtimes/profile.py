@@ -29,7 +29,7 @@ import numpy as np
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes.inputs import check_batch
 
-PROFILE_BACKENDS = ("onnxruntime", "openvino")
+PROFILE_BACKENDS = ("onnxruntime", "openvino")  # the graph runtimes whose own profilers profile reads
 PROFILE_SCHEMA_VERSION = "ltp-deploy-profile/1"
 # Every field ``ltp-deploy profile --json`` writes (``profiles[]`` is one ``profile_graph`` report each).
 PROFILE_SCHEMA = {

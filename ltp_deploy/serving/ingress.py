@@ -16,7 +16,7 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 # What sits between the clients and the replicas (``--ingress``):
 # * "proxy": Ray Serve's own HTTP proxy (Python), bound to --host only. On 2 cores it tops out near 130 one-text
-#   requests/s for the 2x SST-2 export, far below what the replica computes (README, serve).
+#   requests/s for the 2x SST-2 export, far below what the replica computes (docs/serving.md).
 # * "haproxy": Ray Serve's HAProxy ingress (``RAY_SERVE_ENABLE_HA_PROXY``, with the throughput-optimised settings):
 #   HAProxy on --host:--port forwards to each replica's own HTTP server (also on --host): about twice the
 #   throughput. It is opt-in because HAProxy opens two more ports, on every interface whatever --host says: its stats

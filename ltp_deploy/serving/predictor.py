@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ltp_deploy.api import CHARS_PER_TOKEN, Encoded, Prediction
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.runtimes import GRAPH_BACKENDS
 from ltp_deploy.serving.requests import BadRequest, Item
 
 __all__ = ["CHARS_PER_TOKEN", "Encoded", "OVERLONG", "Predictor"]
@@ -50,8 +51,9 @@ class Predictor:
 
         if on_overlong not in OVERLONG:
             raise LtpDeployError(f"--on-overlong must be one of {', '.join(OVERLONG)}, got {on_overlong!r}.")
-        if backend not in (None, "onnxruntime", "openvino"):
-            raise LtpDeployError(f"serve runs exported graphs: --backend onnxruntime or openvino, not {backend!r}.")
+        if backend not in (None, *GRAPH_BACKENDS):
+            raise LtpDeployError(f"serve runs exported graphs: --backend {' or '.join(GRAPH_BACKENDS)}, not "
+                                 f"{backend!r}.")
         self.artifact = open_artifact(export)
         cfg = self.artifact.config
         if max_length is not None and not 2 <= max_length <= cfg.max_length:

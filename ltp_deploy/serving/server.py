@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.runtimes import GRAPH_BACKENDS
 from ltp_deploy.serving.app import APP_NAME, IMPORT_PATH, ServeOptions
 
 
@@ -34,8 +35,8 @@ def check_options(options: ServeOptions, host: str, port: int) -> None:
     open_artifact(options.export)
     if options.task:
         get_task(options.task)
-    if options.backend not in (None, "onnxruntime", "openvino"):
-        raise LtpDeployError(f"--backend must be onnxruntime or openvino, got {options.backend!r}.")
+    if options.backend not in (None, *GRAPH_BACKENDS):
+        raise LtpDeployError(f"--backend must be {' or '.join(GRAPH_BACKENDS)}, got {options.backend!r}.")
     if options.on_overlong not in OVERLONG:
         raise LtpDeployError(f"--on-overlong must be one of {', '.join(OVERLONG)}, got {options.on_overlong!r}.")
     for name, value in {"--replicas": options.replicas, "--max-batch-size": options.max_batch_size,

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ltp_deploy.calibration.evaluate import EncodedData, evaluate, predict
+from ltp_deploy.evaluation import EncodedData, evaluate, predict
 from ltp_deploy.flops import dense_flops, flops_from_kept, flops_reduction
 from ltp_deploy.model import PrunedClassifier
 

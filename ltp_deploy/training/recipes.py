@@ -35,19 +35,14 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    # IMDB on 2 cores (MiniLM): a training step of 16 reviews takes ~3 s at 256 tokens and ~15 s at 512; the
-    # seeded 3,000-review subset gives 188 dense steps. Stage 1 has a quarter of SST-2's steps, so the thresholds
-    # learn 4x faster to reach the same range; long reviews carry more redundancy, so the budget is 3x (issue 13).
-    # The learned scorer: from the same dense model, 86.65% at 3.01x on the 2,000 held-out reviews, against 80.35%
-    # at 3.02x with attention column sums (dense 86.80%).
+    # IMDB: a seeded subset and fewer, smaller steps (a step costs about ten SST-2 steps), thresholds learning 4x
+    # faster, a 3x budget (long reviews carry more redundancy) and the learned scorer (docs/results/imdb.md,
+    # docs/results/training-defaults.md).
     "imdb": Recipe(batch_size=16, max_examples=3000,
                    stages={"dense": (1.0, None), "soft": (None, 100), "hard": (None, 300)},
                    target=3.0, threshold_lr=4e-4, budget_examples=500, scorer="learned", tune_examples=500),
-    # MRPC's 3,668 pairs: one dense epoch (115 steps) left the loss flat (0.694 -> 0.705) and dev at 70.83%, near
-    # the majority class; three epochs reach 78.19% (and the 2x budget 78.68%, measured with these defaults).
+    # MRPC and STS-B: one dense epoch is too few steps for these small sets; three (docs/results/training-defaults.md).
     "mrpc": Recipe(stages={"dense": (3.0, None), "soft": (None, 400), "hard": (None, 1000)}),
-    # STS-B's 5,749 pairs: one epoch is 180 steps, too few for the same reason; three epochs give Pearson 85.05
-    # (Spearman 85.28), and the 2x budget 85.33 (85.29), measured with these defaults.
     "stsb": Recipe(stages={"dense": (3.0, None), "soft": (None, 400), "hard": (None, 1000)}),
 }
 

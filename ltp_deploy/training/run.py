@@ -6,13 +6,13 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ltp_deploy.calibration.evaluate import EncodedData, Evaluation, evaluate
+from ltp_deploy.evaluation import EncodedData, Evaluation, evaluate
 from ltp_deploy.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ltp_deploy.data import Examples, default_max_length, get_task, load_examples
 from ltp_deploy.environment import library_versions
@@ -51,7 +51,62 @@ def train(settings: TrainSettings, log: Log | None = None) -> TrainReport:
         return _train(settings, log, outputs)
 
 
+@dataclass
+class _Run:
+    """What every stage of one ``train`` run reads: the settings, the encoded data, and the records so far."""
+
+    settings: TrainSettings
+    log: Log
+    tokenizer: object
+    length: int  # tokens per example
+    data: TrainData  # the training examples
+    dev: EncodedData
+    dev_examples: Examples
+    tune: EncodedData | None  # the tuning slice held out of training (``budget.hold_metric``), or None
+    base_meta: dict
+    regression: bool
+    stages: list = field(default_factory=list)
+    budget: dict | None = None  # the budget search's record (with the metric hold's), once stage 2 is done
+    idle: list = field(default_factory=list)  # layers whose pruner dropped nothing, zeroed
+    started: float = field(default_factory=time.perf_counter)
+
+    def steps(self, stage: str) -> int:
+        s = self.settings
+        epochs, steps = {"dense": (s.dense_epochs, s.dense_steps), "soft": (s.soft_epochs, s.soft_steps),
+                         "hard": (s.hard_epochs, s.hard_steps)}[stage]
+        return stage_steps(len(self.data), s.batch_size, epochs, steps, stage)
+
+
 def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport:
+    ckpt = load_checkpoint(settings.model, dense=True)
+    if ckpt.head_initialized:
+        settings.check_dense_output()
+        outputs.enter_context(reserved(settings.dense_path))
+    run, model, hf_config = _prepare(settings, log, ckpt)
+    dense_eval, dense_tune, dense_output = _dense_stage(run, model, ckpt, hf_config)
+    # Stage 1 trains the dense model's weights in place (the dense checkpoint is already written).
+    teacher = _teacher(model) if settings.distill > 0 or settings.distill_hidden > 0 or settings.rank_distill > 0 \
+        else None
+    pruned, soft_eval = _soft_stage(run, model, teacher, dense_output)
+    pruned, final_eval = _hard_stage(run, pruned, teacher, dense_output, dense_tune)
+    spec = pruned.spec
+    metadata = {
+        **run.base_meta, "kind": "ltp", "created": _now(),
+        "dev": final_eval.to_dict(),
+        "dense": {"checkpoint": str(Path(dense_output or settings.model).resolve()), "dev": dense_eval.to_dict()},
+        "after_soft_stage": soft_eval.to_dict(),
+        "metric_drop_points": 100.0 * (dense_eval.value - final_eval.value),
+        "thresholds": list(spec.thresholds), "n_ref": spec.n_ref, "budget": run.budget, "idle_layers_zeroed": run.idle,
+        "stages": [_stage_dict(s) for s in run.stages],
+        "train_seconds": time.perf_counter() - run.started,
+    }
+    out = save_checkpoint(pruned.eval(), settings.output, hf_config, tokenizer=run.tokenizer, metadata=metadata,
+                          **settings.output_rules)
+    return TrainReport(dense_eval, soft_eval, final_eval, spec, run.stages, out, dense_output, metadata)
+
+
+def _prepare(settings: TrainSettings, log: Log, ckpt: Checkpoint) -> tuple[_Run, PrunedClassifier, dict]:
+    """The examples (train, dev, the tuning slice), the task's model and the encoded data."""
     task = get_task(settings.task)
     train_ex = load_examples(settings.train_data, task.name, "train")
     dev_ex = load_examples(settings.dev_data, task.name, "dev")
@@ -62,92 +117,84 @@ def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport
         train_ex = train_ex.subset(settings.max_examples, seed=settings.seed)
     if settings.max_eval_examples is not None:
         dev_ex = dev_ex.take(settings.max_eval_examples)
-    ckpt = load_checkpoint(settings.model, dense=True)
-    if ckpt.head_initialized:
-        settings.check_dense_output()
-        outputs.enter_context(reserved(settings.dense_path))
     model, hf_config = _task_model(ckpt, train_ex)
     tokenizer = ckpt.tokenizer()
-    regression = train_ex.is_regression
-    length = min(settings.max_length or default_max_length(task.name), model.config.max_length)  # never past the positions
+    length = min(settings.max_length or default_max_length(task.name), model.config.max_length)  # within positions
     data = TrainData.build(tokenizer, train_ex, length)
-    dev = EncodedData.build(tokenizer, dev_ex, length)
-    tune = EncodedData.build(tokenizer, tune_ex, length) if tune_ex is not None else None
-    n, bs = len(data), settings.batch_size
-    stages, started = [], time.perf_counter()
     base_meta = {"task": task.name, "source_model": str(Path(settings.model).resolve()),
-                 "train_examples": n, "dev_examples": len(dev_ex),
+                 "train_examples": len(data), "dev_examples": len(dev_ex),
                  "tune_examples": 0 if tune_ex is None else len(tune_ex), "settings": _settings_dict(settings),
                  "versions": library_versions()}
+    run = _Run(settings, log, tokenizer, length, data, EncodedData.build(tokenizer, dev_ex, length), dev_ex,
+               EncodedData.build(tokenizer, tune_ex, length) if tune_ex is not None else None, base_meta,
+               train_ex.is_regression)
+    return run, model, hf_config
 
-    dense_output, stage = None, None
-    if ckpt.head_initialized:
-        with _diverged(settings, None):
-            stage = fit_dense(model, data, stage_steps(n, bs, settings.dense_epochs, settings.dense_steps, "dense"),
-                              settings.dense_lr, settings, regression, _stage_rng(settings.seed, 0))
-        stages.append(stage)
-    dense_eval = evaluate(model, dev)
-    dense_tune = evaluate(model, tune) if tune is not None else None  # before stage 1 trains the weights in place
-    log(_stage_line("dense", stage, dense_eval, note="" if stage else "the input model, already fine-tuned"))
-    if ckpt.head_initialized:
-        dense_output = settings.dense_path
-        meta = {**base_meta, "kind": "dense", "created": _now(), "dev": dense_eval.to_dict(),
-                "stages": [_stage_dict(s) for s in stages]}
-        save_checkpoint(model, dense_output, hf_config, tokenizer=tokenizer, metadata=meta,
-                        inputs=(*settings.output_rules["inputs"], settings.output), overwrite=settings.overwrite)
 
-    # Stage 1 trains the dense model's weights in place (the dense checkpoint is already written).
-    teacher = None
-    if settings.distill > 0 or settings.distill_hidden > 0 or settings.rank_distill > 0:
-        teacher = PrunedClassifier(model.config, None)
-        teacher.load_state_dict(model.state_dict(), strict=True)
-        teacher.eval().requires_grad_(False)
-    thresholds = Thresholds(model.config.num_layers, settings.final_token_threshold, settings.learn_first_layer)
-    soft_steps = stage_steps(n, bs, settings.soft_epochs, settings.soft_steps, "soft")
-    scorers = LearnedScorers(model.config.num_layers, model.config.hidden_size) \
-        if settings.scorer == "learned" else None
-    with _diverged(settings, dense_output):
-        stage = learn_thresholds(model, thresholds, data, soft_steps, settings, regression,
-                                 _stage_rng(settings.seed, 1), teacher, scorers)
-    stages.append(stage)
-    source = {"method": "ltp-deploy train", "final_token_threshold": settings.final_token_threshold,
-              "deltas": [float(d) for d in thresholds.delta.detach()], "lambda": settings.lambda_,
-              "target_flops_reduction": settings.budget, "temperature": settings.temperature,
-              "final_temperature": settings.end_temperature, "soft_masking": settings.masking,
-              "budget_counts": settings.budget_counts, "learn_first_layer": settings.learn_first_layer,
-              "scorer": settings.scorer}
-    pruned = PrunedClassifier(model.config, thresholds.spec(settings.n_ref, source, settings.scorer))  # real dropping
+def _dense_stage(run: _Run, model: PrunedClassifier, ckpt: Checkpoint, hf_config: dict):
+    """Stage 0 (fine-tune an encoder-only model; skipped for a classifier), its evaluation on dev and the tuning
+    slice, and the dense checkpoint. Returns (dev evaluation, tuning-slice evaluation or None, dense folder or None)."""
+    s, stage = run.settings, None
+    if ckpt.head_initialized:
+        with _diverged(s, None):
+            stage = fit_dense(model, run.data, run.steps("dense"), s.dense_lr, s, run.regression, _stage_rng(s.seed, 0))
+        run.stages.append(stage)
+    dense_eval = evaluate(model, run.dev)
+    dense_tune = evaluate(model, run.tune) if run.tune is not None else None  # before stage 1 trains in place
+    run.log(_stage_line("dense", stage, dense_eval, note="" if stage else "the input model, already fine-tuned"))
+    if not ckpt.head_initialized:
+        return dense_eval, dense_tune, None
+    meta = {**run.base_meta, "kind": "dense", "created": _now(), "dev": dense_eval.to_dict(),
+            "stages": [_stage_dict(x) for x in run.stages]}
+    save_checkpoint(model, s.dense_path, hf_config, tokenizer=run.tokenizer, metadata=meta,
+                    inputs=(*s.output_rules["inputs"], s.output), overwrite=s.overwrite)
+    return dense_eval, dense_tune, s.dense_path
+
+
+def _teacher(model: PrunedClassifier) -> PrunedClassifier:
+    teacher = PrunedClassifier(model.config, None)
+    teacher.load_state_dict(model.state_dict(), strict=True)
+    return teacher.eval().requires_grad_(False)
+
+
+def _soft_stage(run: _Run, model: PrunedClassifier, teacher, dense_output: Path | None):
+    """Stage 1: learn the thresholds with soft masks; returns the hard-rule model they define and its evaluation."""
+    s = run.settings
+    thresholds = Thresholds(model.config.num_layers, s.final_token_threshold, s.learn_first_layer)
+    scorers = LearnedScorers(model.config.num_layers, model.config.hidden_size) if s.scorer == "learned" else None
+    with _diverged(s, dense_output):
+        stage = learn_thresholds(model, thresholds, run.data, run.steps("soft"), s, run.regression,
+                                 _stage_rng(s.seed, 1), teacher, scorers)
+    run.stages.append(stage)
+    source = {"method": "ltp-deploy train", "final_token_threshold": s.final_token_threshold,
+              "deltas": [float(d) for d in thresholds.delta.detach()], "lambda": s.lambda_,
+              "target_flops_reduction": s.budget, "temperature": s.temperature,
+              "final_temperature": s.end_temperature, "soft_masking": s.masking,
+              "budget_counts": s.budget_counts, "learn_first_layer": s.learn_first_layer, "scorer": s.scorer}
+    pruned = PrunedClassifier(model.config, thresholds.spec(s.n_ref, source, s.scorer))  # real dropping
     pruned.load_state_dict({**model.state_dict(), **(scorers.state_for(pruned) if scorers else {})}, strict=True)
-    soft_eval = evaluate(pruned, dev)
-    log(_stage_line("soft", stage, soft_eval, pruned.spec))
+    soft_eval = evaluate(pruned, run.dev)
+    run.log(_stage_line("soft", stage, soft_eval, pruned.spec))
+    return pruned, soft_eval
 
-    hard_steps = stage_steps(n, bs, settings.hard_epochs, settings.hard_steps, "hard")
-    qat = FakeQuantized(pruned) if settings.qat else None  # before fit_hard builds its optimizer
-    with _diverged(settings, dense_output):
-        stage = (fit_hard(pruned, data, hard_steps, settings, regression, _stage_rng(settings.seed, 2), teacher)
+
+def _hard_stage(run: _Run, pruned: PrunedClassifier, teacher, dense_output: Path | None, dense_tune):
+    """Stage 2 (hard rule, optionally under ``--qat``), then the budget search and the metric hold; returns the
+    final model and its evaluation (the budget record and the idle layers go into ``run``)."""
+    s = run.settings
+    hard_steps = run.steps("hard")
+    qat = FakeQuantized(pruned) if s.qat else None  # before fit_hard builds its optimizer
+    with _diverged(s, dense_output):
+        stage = (fit_hard(pruned, run.data, hard_steps, s, run.regression, _stage_rng(s.seed, 2), teacher)
                  if hard_steps else None)
-    stages += [stage] if stage else []
-    budget_dev = dev if settings.budget_examples is None or settings.budget_examples >= len(dev_ex) else \
-        EncodedData.build(tokenizer, dev_ex.take(settings.budget_examples), length)
-    pruned, budget, idle = _finish_thresholds(pruned, budget_dev, settings, log,
-                                              hold=(tune, dense_tune.value) if tune is not None else None, qat=qat)
-    final_eval = evaluate(pruned, dev)
-    spec = pruned.spec
-    log(_stage_line("hard", stage, final_eval, spec))
-
-    metadata = {
-        **base_meta, "kind": "ltp", "created": _now(),
-        "dev": final_eval.to_dict(),
-        "dense": {"checkpoint": str(Path(dense_output or settings.model).resolve()), "dev": dense_eval.to_dict()},
-        "after_soft_stage": soft_eval.to_dict(),
-        "metric_drop_points": 100.0 * (dense_eval.value - final_eval.value),
-        "thresholds": list(spec.thresholds), "n_ref": spec.n_ref, "budget": budget, "idle_layers_zeroed": idle,
-        "stages": [_stage_dict(s) for s in stages],
-        "train_seconds": time.perf_counter() - started,
-    }
-    out = save_checkpoint(pruned.eval(), settings.output, hf_config, tokenizer=tokenizer, metadata=metadata,
-                          **settings.output_rules)
-    return TrainReport(dense_eval, soft_eval, final_eval, spec, stages, out, dense_output, metadata)
+    run.stages += [stage] if stage else []
+    budget_dev = run.dev if s.budget_examples is None or s.budget_examples >= len(run.dev_examples) else \
+        EncodedData.build(run.tokenizer, run.dev_examples.take(s.budget_examples), run.length)
+    hold = (run.tune, dense_tune.value) if run.tune is not None else None
+    pruned, run.budget, run.idle = _finish_thresholds(pruned, budget_dev, s, run.log, hold=hold, qat=qat)
+    final_eval = evaluate(pruned, run.dev)
+    run.log(_stage_line("hard", stage, final_eval, pruned.spec))
+    return pruned, final_eval
 
 
 @contextmanager

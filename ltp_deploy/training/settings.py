@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ltp_deploy.calibration.evaluate import Evaluation
+from ltp_deploy.evaluation import Evaluation
 from ltp_deploy.data import get_task
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.outputs import check_output
@@ -50,28 +50,16 @@ class TrainSettings:
     # its default below. Soft and hard stages default to step counts: how far the thresholds move (threshold_lr x
     # steps) and how much the weights drift towards keeping more tokens in stage 2 do not depend on the data size.
 
-    # Stage 0, dense fine-tuning; default 1 epoch (SST-2: 2,105 steps), the NOTICE recipe (88.8% on SST-2 dev).
+    # Stage 0, dense fine-tuning; default 1 epoch, the NOTICE recipe (docs/results/training-defaults.md).
     dense_epochs: float | None = None
     dense_steps: int | None = None
     dense_lr: float = 5e-5
 
-    # Stage 1, soft thresholds; default 400 steps (SST-2: 2.5 minutes on 2 cores). LTP's values for T at the start
-    # (1e-3, code default) and the initial thresholds (final 0.01); weights at 2e-5.
-    # What drives the thresholds up is either a FLOPs budget (the default, ``target_flops_reduction``) or LTP's
-    # fixed penalty ``lambda * sum_l mean(mask_l)`` (``lambda_``; give one of the two, not both).
-    # * Budget: the loss adds ToP's Lagrangian term l1 * (r - t) + l2 * (r - t)^2, r the hard rule's FLOPs on the
-    #   batch over the dense FLOPs, with the soft masks' gradient (``budget_counts``), t = 1 / target; l1 and l2
-    #   start at 0 and rise by gradient ascent (``lagrangian_lr``), so the thresholds stop where the budget is met.
-    #   Stage 2 then holds the budget under the hard rule (``budget.BudgetController``), and a last search scales
-    #   the thresholds so that the dev inputs (never their labels) meet it (``budget.meet_budget``). Measured on
-    #   SST-2 (MiniLM, dense 88.76%, 2x): LTP's output masking with the expected FLOPs left the hard rule at 2.18x
-    #   and 64.7% after stage 1, 83.94% after stage 2; attention masking with the hard FLOPs and T shrinking to
-    #   2e-4 leaves it at 2.1x and 84.1% after stage 1, 86.9% after stage 2 (README, the ablation table).
-    # * Lambda (LTP): measured on SST-2 (MiniLM fine-tuned dense on all 67k sentences to 89.33%; stage 1 200 steps
-    #   at threshold lr 2e-5, stage 2 1000): lambda 0.1 gave 1.74x FLOPs at -2.41 points (-2.52 with
-    #   distillation); lambda 0.05 gave 1.62x at -1.26 points, and 1.64x at -0.69 with distillation (the full run:
-    #   88.65%, 1.66x, -0.69). The thresholds then move as far as threshold_lr x steps lets them: with a 5x larger
-    #   threshold lr they go on rising to ~2.4x and the model loses 6 points.
+    # Stage 1, soft thresholds; default 400 steps, LTP's T and initial thresholds; weights at 2e-5.
+    # What drives the thresholds up is either a FLOPs budget (the default, ``target_flops_reduction``: ToP's
+    # Lagrangian term, held in stage 2 by ``budget.BudgetController`` and met on the dev inputs by
+    # ``budget.meet_budget``) or LTP's fixed penalty ``lambda * sum_l mean(mask_l)`` (``lambda_``; one of the two).
+    # Why the budget, and what each variant measured: docs/results/training-defaults.md.
     target_flops_reduction: float | None = None  # None: the task's (2.0; IMDB 3.0), unless lambda_ is given
     lambda_: float | None = None  # LTP's fixed penalty instead of a budget
     lagrangian_lr: float = 0.05  # ascent rate of l1 and l2 (their own AdamW, maximising)
@@ -80,7 +68,7 @@ class TrainSettings:
     budget_warmup: float = 0.5
     # What the budget counts in stage 1: "hard", the FLOPs of the hard rule on the batch with the soft masks'
     # gradient (``soft.hard_flops_ratio``), or "expected", the soft masks' expected FLOPs (ToP's), which a product
-    # of soft masks overstates: MiniLM on SST-2 met 2x in expectation while the hard rule removed 1.3x.
+    # of soft masks overstates (docs/results/training-defaults.md).
     budget_counts: str = "hard"
     # What the soft masks act on (``soft.soft_forward``): "attention" weighs each token in later layers' attention
     # by the product of its masks so far (0/1 masks are then the hard rule); "outputs" is LTP's (layer outputs
@@ -102,12 +90,11 @@ class TrainSettings:
     scorer_lr: float = 1e-3
     # Thresholds start at final_token_threshold * l / L (LTP's initialisation; 0 for layer 0).
     final_token_threshold: float = 0.01
-    # Layer 0's threshold stays at 0 (prunes nothing), as in LTP. Layer-0 scores are nearly uniform (MiniLM on
-    # SST-2: 10th..90th percentile 0.67..1.19 x the mean score), so they say little about importance; learned,
-    # the threshold stayed at ~0.02 x the mean (drops nothing) yet would add a scoring + gather step to the graph.
+    # Layer 0's threshold stays at 0 (prunes nothing), as in LTP: its scores are nearly uniform, so they say little
+    # about importance (docs/results/training-defaults.md).
     learn_first_layer: bool = False
     # After stage 2, a layer that drops no token of the budget's dev inputs gets threshold 0 (labels unread):
-    # the same decisions there, and its scoring and gather leave the graph (SST-2 2x: layers 2 and 3 kept all).
+    # the same decisions there, and its scoring and gather leave the graph.
     drop_idle_pruners: bool = True
     # Score normaliser: s_j = attention received / (heads * n_ref), a constant (never the padded length of a
     # batch). It is a unit: the soft mask and the hard rule see only s * n_ref against thr * n_ref and T * n_ref,
@@ -117,9 +104,9 @@ class TrainSettings:
     # thresholds compare with LTP checkpoints'.
     n_ref: int = 128
 
-    # Stage 2, hard fine-tuning with the thresholds fixed; default 1000 steps (SST-2: about half an epoch).
-    # Under a fixed lambda the weights drift towards keeping more tokens (1.97x after stage 1 -> 1.81x after 200
-    # steps -> 1.75x after 600); under a budget the controller raises the thresholds to hold it.
+    # Stage 2, hard fine-tuning with the thresholds fixed; default 1000 steps. Under a fixed lambda the weights drift
+    # towards keeping more tokens; under a budget the controller raises the thresholds to hold it
+    # (docs/results/training-defaults.md).
     hard_epochs: float | None = None
     hard_steps: int | None = None
     hard_lr: float = 2e-5
@@ -152,6 +139,17 @@ class TrainSettings:
 
     def validate(self) -> None:
         """Check every option up front, before any data is read or any work starts."""
+        self._check_counts()
+        self._check_objective()
+        self._check_choices()
+        refuse_symlink_loops([(self.model, "Model"), (self.train_data, "Data file"),
+                              (self.dev_data, "Data file")])  # before the output rules resolve them
+        check_output(self.output, "checkpoint", **self.output_rules)
+        if self.dense_output is not None:  # asked for by name: checked now, even if stage 0 may not run
+            self.check_dense_output()
+
+    def _check_counts(self) -> None:
+        """Sizes, step and epoch counts, learning rates."""
         get_task(self.task)
         positive = {"--batch-size": 1 if self.batch_size is None else self.batch_size, "--max-length": self.max_length or 2, "--n-ref": self.n_ref,
                     "--temperature": self.temperature, "--final-temperature": self.end_temperature}
@@ -177,6 +175,9 @@ class TrainSettings:
                             "--weight-decay": self.weight_decay}.items():
             if value is not None and not (value >= 0 and math.isfinite(value)):
                 raise LtpDeployError(f"{name} must be zero or more, got {value}: give a non-negative learning rate.")
+
+    def _check_objective(self) -> None:
+        """What drives the thresholds: the budget or lambda, and the losses' weights."""
         if self.lambda_ is not None and self.target_flops_reduction is not None:
             raise LtpDeployError("Both --lambda and --target-flops-reduction given: give one (a budget, or LTP's "
                                  "fixed penalty).")
@@ -201,6 +202,9 @@ class TrainSettings:
         if not 0 <= self.budget_warmup <= 1:
             raise LtpDeployError(f"--budget-warmup must be a fraction in [0, 1], got {self.budget_warmup}: 0 "
                                  "meets the budget from the first step.")
+
+    def _check_choices(self) -> None:
+        """Named choices and the metric hold."""
         if self.budget_counts not in ("hard", "expected"):
             raise LtpDeployError(f"--budget-counts must be hard or expected, got {self.budget_counts!r}: 'hard' "
                                  "steers the FLOPs the deployed rule spends.")
@@ -220,11 +224,6 @@ class TrainSettings:
             raise LtpDeployError(f"--tune-examples must be at least 1, got {self.tune_examples}: 2000 is the default.")
         if not 0 <= self.warmup < 1:
             raise LtpDeployError(f"--warmup must be a fraction in [0, 1), got {self.warmup}: 0.06 is usual.")
-        refuse_symlink_loops([(self.model, "Model"), (self.train_data, "Data file"),
-                              (self.dev_data, "Data file")])  # before the output rules resolve them
-        check_output(self.output, "checkpoint", **self.output_rules)
-        if self.dense_output is not None:  # asked for by name: checked now, even if stage 0 may not run
-            self.check_dense_output()
 
     def resolved(self) -> TrainSettings:
         """A copy with every option left at None that has a task default filled in (``recipes.recipe``)."""

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from ltp_deploy.flops import dense_flops, expected_flops
-from ltp_deploy.model import PrunedClassifier, learned_scores, token_scores
+from ltp_deploy.model import PrunedClassifier
+from ltp_deploy.pruner import learned_scores, token_scores
 from ltp_deploy.packing import Padded
 from ltp_deploy.spec import PruningSpec
 
@@ -41,7 +42,7 @@ class Thresholds(nn.Module):
 
 
 class LearnedScorers(nn.Module):
-    """One ``Linear(D, 1)`` per layer for ``--scorer learned`` (``model.TokenPruner``), trained in stage 1.
+    """One ``Linear(D, 1)`` per layer for ``--scorer learned`` (``pruner.TokenPruner``), trained in stage 1.
 
     The bias starts at 2, the weights near 0: every token's score starts at ``2 sigmoid(2) / n_ref`` (1.76x the
     mean attention score), above LTP's initial thresholds, so nothing is dropped before the budget asks for it;

@@ -1,161 +1,17 @@
-"""The CI gate on an exported graph's accuracy: run it over a whole evaluation set and hold it to bounds.
-
-``run_check`` runs the exported graph (ONNX or OpenVINO IR) over every example of the evaluation set (default:
-the task's GLUE dev split from ``GLUE_DIR``), in batches padded per batch, and computes the task's metrics. With
-a reference checkpoint (the folder the graph should have been exported from) it also runs, on the same token
-ids:
-
-* the **masked reference**: LTP's training-time rule on Hugging Face's own network (``reference.masked_reference``)
-  with the *checkpoint's* pruning spec, in torch on the CPU;
-* the **dense** model: the checkpoint's weights with pruning off (``model.with_spec(None)``).
-
-The reference must be the checkpoint the graph came from: its weights' SHA-256 must equal the ``weights_sha256``
-the export recorded, and its spec the graph's (a graph exported with ``--spec`` or ``--dense`` is refused with
-one sentence), so that the gates never compare the graph with a look-alike.
-
-It then reports every metric of the three, how often graph and reference predict the same class, and how often
-they make the same keep/drop decisions. Decisions are compared through the kept counts per layer (the graph's
-only decision output), on the sequences where the reference kept CLS: that is the one place where the dropping
-graph deliberately differs (it always keeps position 0). Both apply the same cumulative rule, so a flipped
-decision shows as a different count in the layer where it happens; only two opposite flips within one layer of
-one sequence could hide from the counts. (Under ``topk`` the counts are fixed by the length alone, so for top-k specs the decision
-check only confirms the schedule and prediction agreement is the signal.)
-
-Gates (each optional; a report passes when every gate that is set passes; a value that cannot be measured
-fails its gate):
-
-* ``min-metric M``: graph metric >= M. Needs labels.
-* ``max-drop D``: reference metric - graph metric <= D, in metric units (for a fraction metric 0.01 is one
-  point). The baseline is the reference checkpoint under its own *masked* rule, which is what training and
-  calibration measured, so the gate isolates what export and runtime changed. Needs ``reference``.
-* ``max-decision-mismatch R``: (compared sequences whose kept counts differ in any layer) / (compared sequences)
-  <= R. Needs ``reference``; with a reference it is always on, default ``R = 0.01``, except on an INT8 export
-  (metadata ``precision: int8``), whose kept sets may differ by a token near a threshold: there it is reported,
-  and gated only when given.
-
-The gated metric is the task's primary metric (accuracy; pearson for STS-B; matthews for CoLA) unless
-``metric`` names another of the task's metrics (e.g. ``f1`` for MRPC). The drop against the dense model is
-reported (``drop.vs_dense``) but not gated: it is the cost of pruning itself, which calibration decides.
-
-OpenVINO graphs run with ``INFERENCE_PRECISION_HINT=f32`` unless bf16 is asked for: bf16 arithmetic moves token
-scores and can flip decisions next to a threshold, which would fail the decision gate for the wrong reason.
-
-The JSON report (``schema_version`` 1) is described field by field in :data:`CHECK_SCHEMA`; fields are only
-ever added within a schema version. ``junit_xml`` gives the same gates as JUnit XML (one test case per gate).
-
-Example::
-
-    report = run_check(CheckSettings(model=Path("out/sst2-onnx"), task="sst2", reference=Path("runs/sst2-ltp"),
-                                     max_drop=0.01))
-    report["passed"], report["results"]["graph"]["value"], report["agreement"]["decision_mismatch_rate"]
-    for line in failure_lines(report):
-        print(line)                          # FAIL max-drop: accuracy drop 0.0312 > 0.0100 (...)
-"""
+"""``run_check``: the graph, the masked reference and the dense model over one evaluation set, and the gates."""
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ltp_deploy.check.report import difference, fmt, json_float
+from ltp_deploy.check.settings import KIND, SCHEMA_VERSION, CheckSettings
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.paths import refuse_symlink_loops
-from ltp_deploy.check_report import (  # noqa: F401 (the report's schema and rendering, re-exported)
-    CHECK_SCHEMA,
-    GITHUB_ACTIONS_EXAMPLE,
-    difference,
-    failure_lines,
-    fmt,
-    json_float,
-    junit_xml,
-    summary_lines,
-    write_junit,
-)
-
-SCHEMA_VERSION = 1
-KIND = "ltp-deploy-check"
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_MAX_DECISION_MISMATCH = 0.01  # applied whenever a reference is given
-GATES = ("min-metric", "max-drop", "max-decision-mismatch")
-PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class CheckSettings:
-    """One check; every option is validated when the settings are built, before anything loads."""
-
-    model: Path  # an export folder or the graph file inside it
-    task: str | None = None  # task: columns, labels and metrics; with data=None its dev split is used
-    data: str | None = None  # a .tsv/.csv/.jsonl file (or hub:NAME) instead of the GLUE dev split
-    text_column: str | int | None = None
-    text_pair_column: str | int | None = None
-    label_column: str | int | None = None  # default "label" for a file without --task
-    reference: Path | None = None  # the checkpoint folder the graph should match
-    metric: str | None = None  # the metric the gates use; default the task's primary metric
-    min_metric: float | None = None
-    max_drop: float | None = None
-    max_decision_mismatch: float | None = None  # None: DEFAULT_MAX_DECISION_MISMATCH when a reference is given
-    device: str = "cpu"
-    backend: str | None = None
-    precision: str = "fp32"  # OpenVINO: f32 unless bf16 is asked for (bf16 flips decisions near thresholds)
-    batch_size: int = DEFAULT_BATCH_SIZE
-    max_examples: int | None = None
-    max_length: int | None = None  # None: the graph's maximum, capped at the task's (data.default_max_length)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "model", Path(self.model))
-        if self.reference is not None:
-            object.__setattr__(self, "reference", Path(self.reference))
-        _check_settings(self)
-
-    @property
-    def decision_bound(self) -> float | None:
-        """The max-decision-mismatch bound in force (the default applies whenever a reference is given)."""
-        if self.max_decision_mismatch is not None:
-            return self.max_decision_mismatch
-        return DEFAULT_MAX_DECISION_MISMATCH if self.reference is not None else None
-
-
-def _check_settings(s: CheckSettings) -> None:
-    from ltp_deploy.runtimes import DEVICES
-
-    if s.task is None and s.data is None:
-        raise LtpDeployError("No evaluation data given: pass --task (its GLUE dev split from GLUE_DIR) or --data FILE.")
-    if s.device.split(":")[0] not in DEVICES:
-        raise LtpDeployError(f"Unknown device {s.device!r}: use cpu or cuda (cuda:N for another GPU).")
-    if s.backend is not None and s.backend not in ("onnxruntime", "openvino"):
-        raise LtpDeployError(f"Backend {s.backend!r} cannot run an exported graph: use onnxruntime or openvino "
-                             "(the torch reference runs through --reference).")
-    if s.precision not in PRECISIONS:
-        raise LtpDeployError(f"Unknown precision {s.precision!r}: use fp32 (default) or, with openvino, bf16.")
-    if s.batch_size < 1:
-        raise LtpDeployError(f"--batch-size must be at least 1, got {s.batch_size}.")
-    if s.max_examples is not None and s.max_examples < 1:
-        raise LtpDeployError(f"--max-examples must be at least 1, got {s.max_examples}.")
-    if s.max_length is not None and s.max_length < 2:
-        raise LtpDeployError(f"--max-length must be at least 2 tokens, got {s.max_length}.")
-    if s.min_metric is not None and not math.isfinite(s.min_metric):
-        raise LtpDeployError(f"--min-metric must be a finite number, got {s.min_metric}.")
-    for name, value in (("--max-drop", s.max_drop), ("--max-decision-mismatch", s.max_decision_mismatch)):
-        if value is None:
-            continue
-        if s.reference is None:
-            raise LtpDeployError(f"{name} compares the graph with its checkpoint: add --reference CKPT "
-                                 f"(the checkpoint folder it was exported from) or drop {name}.")
-        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            what = "metric points as a fraction (0.01 = 1 point)" if name == "--max-drop" else "a fraction of sequences"
-            raise LtpDeployError(f"{name} must lie in [0, 1], {what}; got {value}.")
-    refuse_symlink_loops([(s.model, "Model"), (s.reference, "Reference checkpoint"), (s.data, "Data file")])
-    if not s.model.exists():
-        raise LtpDeployError(f"Model {s.model} does not exist: pass an export folder or its .onnx/.xml graph.")
-    if s.reference is not None and not s.reference.exists():
-        raise LtpDeployError(f"Reference checkpoint {s.reference} does not exist: pass the checkpoint folder the "
-                             "graph was exported from.")
-
 
 # ------------------------------------------------------------------------------------------------ inputs
 
@@ -312,7 +168,7 @@ def run_check(s: CheckSettings) -> dict:
         LtpDeployError: a path that is not an export (or not a checkpoint for the reference), missing or
             unlabelled data, a metric the task does not report, a model whose outputs do not fit the task.
     """
-    from ltp_deploy.checkpoint import load_tokenizer
+    from ltp_deploy.tokenizer import load_tokenizer
     from ltp_deploy.runtimes import open_runtime
 
     start = time.perf_counter()
@@ -514,16 +370,3 @@ def _gate(name: str, label: str, value: float | None, op: str, bound: float, det
         message = f"{'PASS' if passed else 'FAIL'} {name}: {label} {fmt(value)} {shown} {fmt(bound)}{detail}"
     return {"name": name, "value": value, "bound": bound, "op": op, "passed": passed, "message": message}
 
-
-__all__ = [
-    "CHECK_SCHEMA",
-    "GITHUB_ACTIONS_EXAMPLE",
-    "SCHEMA_VERSION",
-    "CheckSettings",
-    "evaluate_gates",
-    "failure_lines",
-    "junit_xml",
-    "run_check",
-    "summary_lines",
-    "write_junit",
-]

@@ -28,7 +28,7 @@ from ltp_deploy.checkpoint import METADATA_FILE, Checkpoint, load_checkpoint
 from ltp_deploy.errors import LtpDeployError
 
 if TYPE_CHECKING:
-    from ltp_deploy.sweep import SweepSettings
+    from ltp_deploy.sweep.settings import SweepSettings
     from ltp_deploy.training import TrainSettings
 
 # TrainSettings fields the sweep sets itself (``train_options`` may set any other field).

@@ -208,7 +208,7 @@ def build(rows: Rows, header: list[str] | None, path: Path, text_column: Column,
           label_column: Column | None, label_names: Sequence[str] | None, regression: bool, task: str | None,
           n_columns: int | None = None, skip_short: bool = False):
     """Turn parsed rows into ``Examples``; string labels without ``label_names`` become sorted unique names."""
-    from ltp_deploy.data import Examples
+    from ltp_deploy.data.examples import Examples
 
     if not rows:
         raise LtpDeployError(f"Data file {path} has no data rows: point to a file with examples.")

@@ -1,5 +1,5 @@
 """What ``ltp-deploy check`` reports: the JSON report's schema, its plain-text summary, the FAIL lines and the
-JUnit XML (the gates themselves are computed in ``ltp_deploy.check``).
+JUnit XML (the gates themselves are computed in ``ltp_deploy.check.run``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures of benchmark reports (matplotlib, Agg backend: no display needed), written atomically.
+"""Figures of ``bench`` reports (matplotlib, Agg backend: no display needed), written atomically.
 
 Example::
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltp_deploy.errors import LtpDeployError
+from ltp_deploy.outputs import save_figure
 
 _COLORS = {"model": "tab:blue", "other": "tab:gray"}
 
@@ -70,21 +71,6 @@ def plot_latency(report: dict, path: str | Path, **rules) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     return save_figure(fig, path, **rules)
-
-
-def save_figure(fig, path: str | Path, **rules) -> Path:
-    """Write ``fig`` as a PNG marked ``Software: ltp-deploy`` through a temp file and a rename (no half-written
-    plot; ``rules`` as ``outputs.check_output``), then close it."""
-    import matplotlib.pyplot as plt
-
-    from ltp_deploy.outputs import PNG_SOFTWARE, write_file
-
-    fig.tight_layout()
-    try:
-        return write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png",
-                                                        metadata={"Software": PNG_SOFTWARE}), "plot", **rules)
-    finally:
-        plt.close(fig)
 
 
 def _batch_axis(ax, sizes: list[int]) -> None:
