@@ -25,8 +25,8 @@ __version__ = "0.1.0"
 __all__ = ["load", "export", "TextClassifier", "Prediction", "PrunedModelForSequenceClassification",
            "__version__"]
 
-_LAZY = {"load": "ltp_deploy.api", "export": "ltp_deploy.api", "TextClassifier": "ltp_deploy.api", "Prediction": "ltp_deploy.api",
-         "PrunedModelForSequenceClassification": "ltp_deploy.pretrained"}
+_LAZY = {"load": "ltp_deploy.api", "export": "ltp_deploy.api", "TextClassifier": "ltp_deploy.api",
+         "Prediction": "ltp_deploy.api", "PrunedModelForSequenceClassification": "ltp_deploy.pretrained"}
 
 
 def __getattr__(name: str):

@@ -73,8 +73,8 @@ class TextClassifier:
 
     Attributes:
         runtime: the ``runtimes.Runtime`` that runs the graph; tokenizer: the model's own; config: its
-        ``encoder_config.EncoderConfig``; labels: the label names, by id (None: regression); max_length: tokens per input,
-        special tokens included.
+        ``encoder_config.EncoderConfig``; labels: the label names, by id (None: regression); max_length: tokens per
+        input, special tokens included.
     """
 
     def __init__(self, runtime, tokenizer, config, max_length: int, labels: tuple[str, ...] | None):

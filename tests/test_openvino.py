@@ -164,7 +164,7 @@ def test_cli_exports_single_sequence(roberta, tmp_path, monkeypatch, capsys, tar
 @pytest.mark.parametrize("args, fragment", [
     (["--target", "onnx", "--precision", "fp16"], "--precision fp16 is an OpenVINO IR option"),
     (["--precision", "fp16"], "add --target openvino"),
-    (["--target", "openvino", "--opset", "17"], "--opset applies to --target onnx only"),
+    (["--target", "openvino", "--opset", "17"], "--opset applies to --target onnx only: drop --opset for openvino."),
 ])
 def test_cli_rejects_bad_combinations(roberta, tmp_path, monkeypatch, capsys, args, fragment):
     code, _, stderr = run_cli(monkeypatch, capsys, "export", roberta.folder, *args, "-o", tmp_path / "x")

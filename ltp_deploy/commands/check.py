@@ -11,8 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ltp_deploy.runtimes import COMPUTE_PRECISIONS
-
 from ltp_deploy.commands.options import (
     Data,
     LabelColumn,
@@ -22,6 +20,7 @@ from ltp_deploy.commands.options import (
     TextPairColumn,
     column,
 )
+from ltp_deploy.runtimes import COMPUTE_PRECISIONS
 
 HELP = ("Gate an exported graph's accuracy in CI: run it over the whole evaluation set (default: the task's GLUE "
         "dev split), compute the task metrics and, with --reference, compare it with the checkpoint's masked "

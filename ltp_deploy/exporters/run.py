@@ -47,6 +47,7 @@ def run_export(s: ExportSettings) -> ExportResult:
         examples = load_examples(s.data, s.task, text_column=s.text_column, text_pair_column=s.text_pair_column)
         examples = examples.take(s.max_examples or (INT8_SENTENCES if s.precision == "int8" else DEFAULT_SENTENCES))
     target = TARGETS[s.target]
+    # the target's own exporter options (int8_activations went into ``int8`` above)
     only = {field: getattr(s, field) for field in target.options if field != "int8_activations"}
     return target.export(ckpt, s.output, dense=s.dense, examples=examples, atol=atol, precision=s.precision,
                          single_sequence=s.single_sequence, batch1_graph=s.batch1_graph, int8=int8, **only,

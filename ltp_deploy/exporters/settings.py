@@ -8,8 +8,12 @@ from pathlib import Path
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters import TARGETS, WEIGHT_PRECISIONS
 
-# Target-only fields: (option, what else it needs)
-_OPTION_NAMES = {"opset": ("--opset", ""), "int8_activations": ("--int8-activations", "--precision int8 ")}
+# Target-only fields: the sentence refusing each for another target ({owners}: "--target onnx", {target}: the other)
+_TARGET_ONLY = {
+    "opset": "--opset applies to {owners} only: drop --opset for {target}.",
+    "int8_activations": "--int8-activations applies to --precision int8 {owners} (OpenVINO's INT8 is always "
+                        "calibrated): drop it, or add those options.",
+}
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,10 @@ def _check(s: ExportSettings) -> None:
     for name, value in int8_given.items():
         if value is not None and s.precision != "int8":
             raise LtpDeployError(f"{name} applies to --precision int8: add it or drop {name}.")
-    for field, (option, needs) in _OPTION_NAMES.items():
+    for field, sentence in _TARGET_ONLY.items():
         if getattr(s, field) is not None and field not in target.options:
             owners = " or ".join(f"--target {t.name}" for t in TARGETS.values() if field in t.options)
-            raise LtpDeployError(f"{option} applies to {needs}{owners} only: drop {option} for --target {s.target}.")
+            raise LtpDeployError(sentence.format(owners=owners, target=s.target))
     if s.calibration_data is not None and s.int8_activations == "dynamic":
         raise LtpDeployError("--calibration-data is for static INT8 (dynamic INT8 needs no calibration): drop it, "
                              "or drop --int8-activations dynamic.")

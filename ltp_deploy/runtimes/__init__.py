@@ -36,9 +36,8 @@ Example::
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ltp_deploy.errors import LtpDeployError

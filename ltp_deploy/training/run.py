@@ -78,11 +78,12 @@ class _Run:
 
 
 def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport:
+    examples = _examples(settings)  # data faults are found before the checkpoint loads
     ckpt = load_checkpoint(settings.model, dense=True)
     if ckpt.head_initialized:
         settings.check_dense_output()
         outputs.enter_context(reserved(settings.dense_path))
-    run, model, hf_config = _prepare(settings, log, ckpt)
+    run, model, hf_config = _prepare(settings, log, ckpt, *examples)
     dense_eval, dense_tune, dense_output = _dense_stage(run, model, ckpt, hf_config)
     # Stage 1 trains the dense model's weights in place (the dense checkpoint is already written).
     teacher = _teacher(model) if settings.distill > 0 or settings.distill_hidden > 0 or settings.rank_distill > 0 \
@@ -105,8 +106,8 @@ def _train(settings: TrainSettings, log: Log, outputs: ExitStack) -> TrainReport
     return TrainReport(dense_eval, soft_eval, final_eval, spec, run.stages, out, dense_output, metadata)
 
 
-def _prepare(settings: TrainSettings, log: Log, ckpt: Checkpoint) -> tuple[_Run, PrunedClassifier, dict]:
-    """The examples (train, dev, the tuning slice), the task's model and the encoded data."""
+def _examples(settings: TrainSettings) -> tuple[Examples, Examples, Examples | None]:
+    """The training examples, dev, and the tuning slice held out of training (or None)."""
     task = get_task(settings.task)
     train_ex = load_examples(settings.train_data, task.name, "train")
     dev_ex = load_examples(settings.dev_data, task.name, "dev")
@@ -117,6 +118,13 @@ def _prepare(settings: TrainSettings, log: Log, ckpt: Checkpoint) -> tuple[_Run,
         train_ex = train_ex.subset(settings.max_examples, seed=settings.seed)
     if settings.max_eval_examples is not None:
         dev_ex = dev_ex.take(settings.max_eval_examples)
+    return train_ex, dev_ex, tune_ex
+
+
+def _prepare(settings: TrainSettings, log: Log, ckpt: Checkpoint, train_ex: Examples, dev_ex: Examples,
+             tune_ex: Examples | None) -> tuple[_Run, PrunedClassifier, dict]:
+    """The task's model and the encoded data of every stage."""
+    task = get_task(settings.task)
     model, hf_config = _task_model(ckpt, train_ex)
     tokenizer = ckpt.tokenizer()
     length = min(settings.max_length or default_max_length(task.name), model.config.max_length)  # within positions
