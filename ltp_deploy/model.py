@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -65,6 +66,8 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
+    separate_qkv = False  # set per module by ``separate_qkv_graph`` (the OpenVINO export); see ``forward``
+
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.num_heads = cfg.num_heads
@@ -74,17 +77,32 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
     def forward(self, x, layout):  # (1, N, D) rows -> (1, N, D), (B, H, T, T)
-        """Q, K and V on the rows; the attention core on the rows re-padded by ``layout`` (``ltp_deploy.packing``)."""
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # one GEMM and one gather
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = layout.pad(nn.functional.linear(x, weight, bias))  # (B, T, 3D)
-        B, T = qkv.shape[:2]
-        q, k, v = qkv.view(B, T, 3 * self.num_heads, self.head_size).transpose(1, 2).split(self.num_heads, dim=1)
-        logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, H, T, T)
+        """Q, K and V on the rows; the attention core on the rows re-padded by ``layout`` (``ltp_deploy.packing``).
+
+        Two graph forms of the same arithmetic. By default one GEMM makes Q, K and V and one gather re-pads them
+        (fewest nodes: ONNX Runtime's fastest, and OpenVINO's at batch 1). With ``separate_qkv``, three GEMMs,
+        the 1/sqrt(d) scale folded into the query's weights, each head-split tensor feeding the attention MatMuls:
+        the pattern OpenVINO's CPU plugin fuses whole, with no split, scale or extra transposes left
+        (docs/results/openvino.md).
+        """
+        if self.separate_qkv:
+            scale = 1.0 / math.sqrt(self.head_size)
+            rows = (nn.functional.linear(x, self.query.weight * scale, self.query.bias * scale), self.key(x),
+                    self.value(x))
+            q, k, v = (self._heads(layout.pad(r)) for r in rows)
+            logits = q @ k.transpose(-2, -1)
+        else:
+            weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+            bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+            q, k, v = self._heads(layout.pad(nn.functional.linear(x, weight, bias))).split(self.num_heads, dim=1)
+            logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # (B, H, T, T)
         key_bias = layout.key_bias
         probs = torch.softmax(logits if key_bias is None else logits + key_bias, dim=-1)
-        y = (probs @ v).transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)  # (B, T, D)
-        return layout.unpad(y), probs
+        y = (probs @ v).transpose(1, 2)  # (B, T, H, head)
+        return layout.unpad(y.reshape(*y.shape[:2], self.num_heads * self.head_size)), probs
+
+    def _heads(self, t):  # (B, T, k * D) -> (B, k * H, T, head)
+        return t.view(t.shape[0], t.shape[1], -1, self.head_size).transpose(1, 2)
 
 
 class SelfOutput(nn.Module):
@@ -279,6 +297,24 @@ class PrunedClassifier(nn.Module):
             digest.update(f"{name}{tuple(values.shape)};".encode())
             digest.update(values.numpy().tobytes())
         return digest.hexdigest()
+
+
+@contextmanager
+def separate_qkv_graph(model: PrunedClassifier):
+    """Within the block, the attention of every layer of ``model`` whose probabilities feed nothing but the
+    attention itself computes Q, K and V with three GEMMs (``SelfAttention.forward``): the form an OpenVINO export
+    traces, which its CPU plugin fuses whole. A layer whose score reads the probabilities (LTP's attention score)
+    cannot be fused and keeps the one-GEMM form, which OpenVINO runs faster unfused. Same weights, same results to
+    float rounding."""
+    modules = [layer.attention.self for layer in model.backbone.encoder.layer
+               if layer.pruner is None or layer.pruner.scorer is not None]
+    for m in modules:
+        m.separate_qkv = True
+    try:
+        yield model
+    finally:
+        for m in modules:
+            del m.separate_qkv  # back to the class default
 
 
 class SingleSequenceClassifier(nn.Module):

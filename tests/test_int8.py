@@ -203,6 +203,17 @@ def test_scope_and_labels():
     assert [p.kind for p in labelled[-2:]] == ["head", "head"]
     with pytest.raises(LtpDeployError, match="does not have the encoder's layout"):
         label_projections([(f"m{i}", *s) for i, s in enumerate(shapes[1:])], cfg)
+    # The OpenVINO graph's form: Q, K and V as three D x D GEMMs where a layer's attention is fused (layers 0 and
+    # 2, a learned scorer's D x 1 after layer 0's output), one D x 3D GEMM where a score reads it (layer 1).
+    apart = [(8, 8)] * 4 + [(8, 16), (16, 8)]
+    mixed = apart[:4] + [(8, 1)] + apart[4:] + [(8, 24), (8, 8), (8, 16), (16, 8)] + apart + [(8, 8), (8, 2)]
+    labelled = label_projections([(f"m{i}", *s) for i, s in enumerate(mixed)], cfg)
+    assert [(p.layer, p.kind) for p in labelled] == [
+        (0, "qkv"), (0, "qkv"), (0, "qkv"), (0, "out"), (0, "scorer"), (0, "ffn_in"), (0, "ffn_out"),
+        (1, "qkv"), (1, "out"), (1, "ffn_in"), (1, "ffn_out"),
+        (2, "qkv"), (2, "qkv"), (2, "qkv"), (2, "out"), (2, "ffn_in"), (2, "ffn_out"), (None, "head"), (None, "head")]
+    with pytest.raises(LtpDeployError, match="layer 2's qkv projection should be 8x8"):
+        label_projections([(f"m{i}", *s) for i, s in enumerate(mixed[:12] + [(8, 24)] + mixed[13:])], cfg)
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -34,6 +34,40 @@ def leftovers(folder):
 
 # ---------------------------------------------------------------------------------------------------- fp32
 
+def _square_weight_matmuls(model, d: int) -> int:
+    """MatMuls of an ``openvino.Model`` whose weight is a D x D constant (through any Convert)."""
+    count = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "MatMul":
+            weight = op.input_value(1).get_node()
+            while weight.get_type_name() == "Convert":
+                weight = weight.input_value(0).get_node()
+            count += weight.get_type_name() == "Constant" and list(weight.get_output_shape(0)) == [d, d]
+    return count
+
+
+def test_attention_is_traced_as_three_projections(tiny):
+    """The batched IR computes Q, K and V with three D x D GEMMs (the form OpenVINO fuses whole) in each layer whose
+    attention probabilities feed nothing else, and one D x 3D GEMM in a pruning layer whose score reads them; the
+    batch-1 IR and the ONNX target keep one GEMM everywhere. Counted: D x D weight MatMuls (Q, K, V and the
+    output, or the output alone; plus BERT's pooler). The export leaves the model's own form alone."""
+    from ltp_deploy.checkpoint import load_checkpoint
+    from ltp_deploy.model import SelfAttention, separate_qkv_graph
+
+    ckpt = load_checkpoint(tiny["hf"])
+    d, layers = ckpt.config.hidden_size, ckpt.config.num_layers
+    scored = len(ckpt.spec.pruning_layers())  # attention-score pruning layers (the small BERT's spec)
+    assert ckpt.spec.scorer == "attention" and 0 < scored < layers
+    assert _square_weight_matmuls(read_ir(tiny["openvino"] / "model.xml"), d) == 4 * (layers - scored) + scored + 1
+    assert _square_weight_matmuls(read_ir(tiny["openvino"] / "model-b1.xml"), d) == layers + 1
+    import openvino as ov
+    assert _square_weight_matmuls(ov.Core().read_model(str(tiny["pruned"] / "model.onnx")), d) == layers + 1
+    attentions = [layer.attention.self for layer in ckpt.model.backbone.encoder.layer]
+    with separate_qkv_graph(ckpt.model):
+        assert [m.separate_qkv for m in attentions] == [i not in ckpt.spec.pruning_layers() for i in range(layers)]
+    assert not any(m.separate_qkv for m in attentions) and SelfAttention.separate_qkv is False
+
+
 @pytest.mark.slow
 def test_fp32_export_is_validated_with_full_metadata(subject):
     result = subject.ov_result

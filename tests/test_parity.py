@@ -13,7 +13,7 @@ import torch
 from ltp_deploy.checkpoint import load_checkpoint
 from ltp_deploy.tokenizer import load_tokenizer
 from ltp_deploy.data import encode, load_glue
-from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier
+from ltp_deploy.model import PrunedClassifier, SelfAttention, SingleSequenceClassifier
 from ltp_deploy.reference import dropping_kept, hf_twin, learned_scorers, masked_reference
 from ltp_deploy.spec import PruningSpec, ltp_keep_rates
 
@@ -98,8 +98,10 @@ def check_specs(model, specs, batches):
         assert stats["kept_last"] < 0.9 * stats["tokens"], "almost nothing was dropped: the test would prove little"
 
 
-@pytest.mark.parametrize("arch", ["bert", "roberta"])
-def test_random_weights_match_masked_reference(arch, make_bert, make_roberta):
+@pytest.mark.parametrize("arch, separate_qkv", [("bert", False), ("roberta", False), ("bert", True)])
+def test_random_weights_match_masked_reference(arch, separate_qkv, make_bert, make_roberta, monkeypatch):
+    """``separate_qkv``: attention in the three-GEMM form an OpenVINO export traces (``SelfAttention``)."""
+    monkeypatch.setattr(SelfAttention, "separate_qkv", separate_qkv)
     ckpt = load_checkpoint((make_bert if arch == "bert" else make_roberta)())
     cfg = ckpt.config
     specs = [

@@ -20,7 +20,10 @@ def pruned(tiny):
     return tiny["pruned"]
 
 
-def _ort_op_types(graph, tmp_path) -> set[str]:
+def _ort_op_types(graph, tmp_path) -> dict[str, int]:
+    """Nodes per operator type of the graph as ONNX Runtime optimised it."""
+    import collections
+
     import onnx
     import onnxruntime as ort
 
@@ -28,7 +31,7 @@ def _ort_op_types(graph, tmp_path) -> set[str]:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
     ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    return {n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node}
+    return dict(collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node))
 
 
 def _ov_executed_nodes(graph) -> dict[str, int]:
@@ -70,12 +73,18 @@ def test_profiles_name_the_compiled_graphs_operators(glue, pruned, tmp_path, mon
         (prof,) = report["profiles"]
         assert (prof["backend"], prof["batch_size"], prof["calls"]) == (backend, 8, 2)
         if backend == "onnxruntime":  # every timed operator is one of the graph ONNX Runtime optimised
-            assert prof["ops"] and {op["op"] for op in prof["ops"]} <= expected
+            assert prof["ops"] and {op["op"] for op in prof["ops"]} <= set(expected)
         else:  # every timed node type is one the compiled model holds, at most as many nodes as it holds
             assert prof["ops"] and all(op["nodes"] <= expected.get(op["op"], 0) for op in prof["ops"])
         assert sum(op["share"] for op in prof["ops"]) == pytest.approx(1.0, abs=1e-3)
         assert sum(op["ms"] for op in prof["ops"]) == pytest.approx(prof["op_ms"], rel=1e-3)
-        assert 0 < prof["op_ms"] and 0 < prof["accounted"] <= 1.01  # counters never exceed the run they sit in
+        # The counters sit inside the run, but each is timed on its own clock: on a loaded machine their sum has
+        # exceeded the run's by 10%. A bound, not an equality.
+        assert 0 < prof["op_ms"] and 0 < prof["accounted"] <= 1.5
+        assert prof["outside_ms"] == pytest.approx(max(0.0, prof["run_ms"] - prof["op_ms"]), abs=1e-3)
+        assert prof["executed"] == sum(op["nodes"] for op in prof["ops"])
+        # A pruned graph: one NonZero drops the padding, one more per pruning step; all of them run every call.
+        assert prof["data_dependent"] == expected["NonZero"] > 1
         assert [op["ms"] for op in prof["ops"]] == sorted((op["ms"] for op in prof["ops"]), reverse=True)
         assert "batch 8, 2 calls" in stdout
 

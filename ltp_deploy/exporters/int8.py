@@ -166,26 +166,34 @@ def fp32_scope(cfg: EncoderConfig, spec: PruningSpec | None, scope: str = "decis
 
 
 def label_projections(matmuls: list[tuple[str, int, int]], cfg: EncoderConfig) -> list[Projection]:
-    """Name each weight MatMul ``(name, in_dim, out_dim)``, given in execution order: four per layer (Q/K/V,
-    output, feed-forward in and out; a learned scorer's D x 1 between the output and the feed-forward), then the
-    head. Raises if the shapes do not follow that pattern."""
+    """Name each weight MatMul ``(name, in_dim, out_dim)``, given in execution order: per layer Q/K/V (one D x 3D
+    GEMM, or three D x D ones where the OpenVINO graph fuses the layer's attention), the output, feed-forward in
+    and out (a learned scorer's D x 1 between the output and the feed-forward), then the head. Raises if the
+    shapes do not follow that pattern."""
     d, i = cfg.hidden_size, cfg.intermediate_size
-    shapes = {"qkv": (d, 3 * d), "out": (d, d), "ffn_in": (d, i), "ffn_out": (i, d)}
-    labelled, n = [], 0  # n: the encoder projections seen so far
+    shapes = {"out": (d, d), "ffn_in": (d, i), "ffn_out": (i, d)}
+    labelled, layer, left, qkv = [], 0, [], (d, 3 * d)  # left: the kinds the current layer still has
     for name, rows, cols in matmuls:
-        if n < 4 * cfg.num_layers and (rows, cols) == (d, 1):
-            labelled.append(Projection(name, n // 4, "scorer"))
+        if layer < cfg.num_layers and (rows, cols) == (d, 1):
+            labelled.append(Projection(name, layer, "scorer"))
             continue
-        layer, kind = (n // 4, KINDS[n % 4]) if n < 4 * cfg.num_layers else (None, "head")
-        if kind != "head" and (rows, cols) != shapes[kind]:
+        if layer == cfg.num_layers:
+            labelled.append(Projection(name, None, "head"))
+            continue
+        if not left:  # a layer starts: its first GEMM says which form its Q/K/V take
+            separate = (rows, cols) == (d, d)
+            left, qkv = ["qkv"] * (3 if separate else 1) + list(KINDS[1:]), ((d, d) if separate else (d, 3 * d))
+        kind = left.pop(0)
+        expected = qkv if kind == "qkv" else shapes[kind]
+        if (rows, cols) != expected:
             raise LtpDeployError(f"INT8: weight MatMul {name} is {rows}x{cols} where layer {layer}'s {kind} "
-                                 f"projection should be {shapes[kind][0]}x{shapes[kind][1]}: the graph does not "
+                                 f"projection should be {expected[0]}x{expected[1]}: the graph does not "
                                  "have the encoder's layout; export it in fp32.")
         labelled.append(Projection(name, layer, kind))
-        n += 1
-    if n < 4 * cfg.num_layers:
-        raise LtpDeployError(f"INT8: the graph has {n} weight MatMuls for {cfg.num_layers} layers (4 "
-                             "each): it does not have the encoder's layout; export it in fp32.")
+        layer += not left
+    if layer < cfg.num_layers:
+        raise LtpDeployError(f"INT8: the graph's weight MatMuls cover {layer} of {cfg.num_layers} layers (4 each, "
+                             "or 6 with Q, K and V apart): it does not have the encoder's layout; export it in fp32.")
     return labelled
 
 

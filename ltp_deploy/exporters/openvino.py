@@ -1,9 +1,10 @@
 """``PrunedClassifier`` -> OpenVINO IR (``model.xml`` + ``model.bin``), validated in OpenVINO before it is kept.
 
 The path goes through ONNX: the graph is exported with ``torch_to_onnx`` (the same data-dependent gathers as
-the ONNX target) into a temporary folder, converted with ``openvino.convert_model`` and saved with
-``openvino.save_model``. Validation runs the saved IR on OpenVINO's CPU plugin with
-``INFERENCE_PRECISION_HINT=f32`` forced, whatever the CPU would pick (bf16 on AMX machines).
+the ONNX target; in the batched graph, attention traced as three Q/K/V GEMMs, the form OpenVINO's CPU plugin
+fuses, measured faster there and slower in the batch-1 graph) into a temporary folder, converted with
+``openvino.convert_model`` and saved with ``openvino.save_model``. Validation runs the saved IR on OpenVINO's CPU
+plugin with ``INFERENCE_PRECISION_HINT=f32`` forced, whatever the CPU would pick (bf16 on AMX machines).
 
 Precision (the stored weights; OpenVINO's CPU plugin widens fp16 weights to f32 on load):
 
@@ -100,8 +101,8 @@ def export_openvino(ckpt: Checkpoint, out: str | Path, *, dense: bool = False, e
         def write_graph(model: PrunedClassifier, path: Path, single: bool, scope: str | None) -> dict:
             meta = {"exporter": f"{EXPORTER} -> openvino.convert_model", "single_sequence": single}
             onnx_path = onnx_dir() / f"model-{'b1' if single else 'batched'}.onnx"
-            if not onnx_path.exists():
-                torch_to_onnx(model, onnx_path, single_sequence=single)
+            if not onnx_path.exists():  # batched: attention as three GEMMs, which OpenVINO fuses (SelfAttention)
+                torch_to_onnx(model, onnx_path, single_sequence=single, separate_qkv=not single)
             meta["opset"] = graph_opset(onnx_path)
             graph = ov.convert_model(str(onnx_path))
             if precision == "int8":

@@ -6,8 +6,10 @@ kernel it executed, ``real_time``). Both sessions are made as the adapters make 
 without spinning, OpenVINO's latency hint), on the graph that batch size runs (an export's batch-1 graph for
 batches of one). Times are summed per operator type over the profiled calls and divided by the calls; the run
 time is the runtime's own (ONNX Runtime's ``model_run``) or the wall time of ``infer`` (OpenVINO), so that
-``accounted`` (operator time / run time) shows what the per-node counters leave out: shape inference,
-allocation, scheduling.
+``accounted`` (operator time / run time) and ``outside_ms`` show what the per-node counters leave out: shape
+inference, allocation, scheduling. On a graph with data-dependent shapes (a pruning step's ``NonZero``), that
+share grows with the number of such nodes: OpenVINO's CPU plugin re-infers shapes and re-prepares kernels after
+each, before the nodes behind it can run (docs/results/openvino.md).
 
 Example::
 
@@ -30,6 +32,7 @@ from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.runtimes.inputs import check_batch
 
 PROFILE_BACKENDS = ("onnxruntime", "openvino")  # the graph runtimes whose own profilers profile reads
+DATA_DEPENDENT_OPS = ("NonZero",)  # output shape known only after the node ran (both runtimes name it so)
 PROFILE_SCHEMA_VERSION = "ltp-deploy-profile/1"
 # Every field ``ltp-deploy profile --json`` writes (``profiles[]`` is one ``profile_graph`` report each).
 PROFILE_SCHEMA = {
@@ -45,6 +48,9 @@ PROFILE_SCHEMA = {
     "profiles[].run_ms": "float: time per call (ONNX Runtime's model_run; OpenVINO's infer wall time)",
     "profiles[].op_ms": "float: the operators' time per call, summed",
     "profiles[].accounted": "float: op_ms / run_ms (the rest: shape inference, allocation, scheduling)",
+    "profiles[].outside_ms": "float: run_ms - op_ms (0 when the counters cover the run): time between nodes",
+    "profiles[].executed": "int: distinct nodes executed over the profiled calls (the sum of ops[].nodes)",
+    "profiles[].data_dependent": "int: executed nodes whose output shape is known only once they ran (NonZero)",
     "profiles[].ops": "list: operator types, most time first",
     "profiles[].ops[].op": "str: the operator type as the runtime names it",
     "profiles[].ops[].ms": "float: its time per call",
@@ -64,9 +70,10 @@ def profile_graph(path: str | Path, batches: Sequence[dict[str, np.ndarray]], ba
         backend: "onnxruntime" (``.onnx``) or "openvino" (``.onnx`` or ``.xml``); CPU only. Default: openvino
             for an ``.xml`` graph, else onnxruntime.
     Returns:
-        ``{"graph", "backend", "batch_size", "calls", "run_ms", "op_ms", "accounted", "ops": [{"op", "ms",
-        "share", "nodes", "kernels"}]}``: per call, ``ops`` sorted by time, ``share`` of the operator time,
-        ``kernels`` the executed kernel names with their ms (OpenVINO) or the provider (ONNX Runtime).
+        ``{"graph", "backend", "batch_size", "calls", "run_ms", "op_ms", "accounted", "outside_ms", "executed",
+        "data_dependent", "ops": [{"op", "ms", "share", "nodes", "kernels"}]}``: per call, ``ops`` sorted by
+        time, ``share`` of the operator time, ``kernels`` the executed kernel names with their ms (OpenVINO) or
+        the provider (ONNX Runtime); ``PROFILE_SCHEMA`` documents each field.
     Raises:
         LtpDeployError: an unknown backend, a graph the backend cannot open, no batches.
     """
@@ -95,7 +102,8 @@ def profile_graph(path: str | Path, batches: Sequence[dict[str, np.ndarray]], ba
            for op, ms in sorted(op_ms.items(), key=lambda kv: -kv[1])]
     return {"graph": str(graph), "backend": backend, "batch_size": size, "calls": len(batches),
             "run_ms": round(run_ms, 4), "op_ms": round(total, 4), "accounted": round(total / run_ms, 4),
-            "ops": ops}
+            "outside_ms": round(max(0.0, run_ms - total), 4), "executed": sum(len(n) for n in nodes.values()),
+            "data_dependent": sum(len(nodes[op]) for op in DATA_DEPENDENT_OPS if op in nodes), "ops": ops}
 
 
 def _onnxruntime(graph, batches, threads, warmup):
@@ -156,7 +164,8 @@ def summary_lines(report: dict, top: int = 8) -> list[str]:
     """A few lines for a terminal: run time, how much of it the counters account for, the top operators."""
     lines = [f"{report['graph']} ({report['backend']}, batch {report['batch_size']}, {report['calls']} calls): "
              f"{report['run_ms']:.2f} ms per call, operators {report['op_ms']:.2f} ms "
-             f"({100 * report['accounted']:.0f}% of it)"]
+             f"({100 * report['accounted']:.0f}% of it) in {report['executed']} nodes "
+             f"({report['data_dependent']} with data-dependent shapes), {report['outside_ms']:.2f} ms between them"]
     for op in report["ops"][:top]:
         kernel = next(iter(op["kernels"]), "")
         lines.append(f"  {op['op']:<24} {op['ms']:8.2f} ms  {100 * op['share']:5.1f}%  {op['nodes']:3d} nodes  {kernel}")
