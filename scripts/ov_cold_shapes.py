@@ -15,18 +15,19 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
+from ltp_deploy.bench import describe_model
 from ltp_deploy.data import batches as index_batches
 from ltp_deploy.data import encode, load_examples
+from ltp_deploy.runtimes.inputs import check_batch
 from ltp_deploy.runtimes.openvino import compile_cpu
 from ltp_deploy.tokenizer import load_tokenizer
 
 
-def passes(graph: Path, feeds: list[dict], rounds: int = 2) -> list[tuple[float, float]]:
-    """``[(wall ms, counters ms)]`` per call, one entry per pass over ``feeds``."""
+def passes(graph: Path, batches: list[dict], rounds: int = 2) -> list[tuple[float, float]]:
+    """``[(wall ms, counters ms)]`` per call, one entry per pass over ``batches`` (tokenised, right-padded)."""
     _, compiled = compile_cpu(graph, threads=2, extra={"PERF_COUNT": True})
     request = compiled.create_infer_request()
+    feeds = [check_batch(b, tuple(p.get_any_name() for p in compiled.inputs), None) for b in batches]
     out = []
     for _ in range(rounds):
         wall = counters = 0.0
@@ -48,12 +49,11 @@ def main() -> None:
     args = parser.parse_args()
     examples = load_examples(None, "sst2").take(args.batches * args.batch_size)
     for graph in args.graphs:
-        tokenizer = load_tokenizer(graph.parent)
-        feeds = [encode(tokenizer, examples, 128, indices=idx)
-                 for idx in index_batches(examples, args.batch_size, sort_by_length=False)]
-        names = {"input_ids", "attention_mask", "token_type_ids"}
-        feeds = [{k: np.ascontiguousarray(v) for k, v in f.items() if k in names} for f in feeds]
-        for label, (wall, counters) in zip(("new shapes", "shapes again"), passes(graph, feeds)):
+        info = describe_model(graph, "openvino")
+        tokenizer = load_tokenizer(info.folder)
+        batches = [encode(tokenizer, examples, info.max_length, indices=idx)
+                   for idx in index_batches(examples, args.batch_size, sort_by_length=False)]
+        for label, (wall, counters) in zip(("new shapes", "shapes again"), passes(graph, batches)):
             print(f"{graph} {label}: {wall:.2f} ms per call, nodes {counters:.2f} ms, between {wall - counters:.2f} ms")
 
 

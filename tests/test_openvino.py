@@ -51,6 +51,8 @@ def test_attention_is_traced_as_three_projections(tiny):
     attention probabilities feed nothing else, and one D x 3D GEMM in a pruning layer whose score reads them; the
     batch-1 IR and the ONNX target keep one GEMM everywhere. Counted: D x D weight MatMuls (Q, K, V and the
     output, or the output alone; plus BERT's pooler). The export leaves the model's own form alone."""
+    import openvino as ov
+
     from ltp_deploy.checkpoint import load_checkpoint
     from ltp_deploy.model import SelfAttention, separate_qkv_graph
 
@@ -60,7 +62,6 @@ def test_attention_is_traced_as_three_projections(tiny):
     assert ckpt.spec.scorer == "attention" and 0 < scored < layers
     assert _square_weight_matmuls(read_ir(tiny["openvino"] / "model.xml"), d) == 4 * (layers - scored) + scored + 1
     assert _square_weight_matmuls(read_ir(tiny["openvino"] / "model-b1.xml"), d) == layers + 1
-    import openvino as ov
     assert _square_weight_matmuls(ov.Core().read_model(str(tiny["pruned"] / "model.onnx")), d) == layers + 1
     attentions = [layer.attention.self for layer in ckpt.model.backbone.encoder.layer]
     with separate_qkv_graph(ckpt.model):

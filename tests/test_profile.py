@@ -80,7 +80,7 @@ def test_profiles_name_the_compiled_graphs_operators(glue, pruned, tmp_path, mon
         assert sum(op["ms"] for op in prof["ops"]) == pytest.approx(prof["op_ms"], rel=1e-3)
         # The counters sit inside the run, but each is timed on its own clock: on a loaded machine their sum has
         # exceeded the run's by 10%. A bound, not an equality.
-        assert 0 < prof["op_ms"] and 0 < prof["accounted"] <= 1.5
+        assert 0 < prof["op_ms"] and 0 < prof["accounted"] <= 1.25
         assert prof["outside_ms"] == pytest.approx(max(0.0, prof["run_ms"] - prof["op_ms"]), abs=1e-3)
         assert prof["executed"] == sum(op["nodes"] for op in prof["ops"])
         # A pruned graph: one NonZero drops the padding, one more per pruning step; all of them run every call.

@@ -172,7 +172,7 @@ def label_projections(matmuls: list[tuple[str, int, int]], cfg: EncoderConfig) -
     shapes do not follow that pattern."""
     d, i = cfg.hidden_size, cfg.intermediate_size
     shapes = {"out": (d, d), "ffn_in": (d, i), "ffn_out": (i, d)}
-    labelled, layer, left, qkv = [], 0, [], (d, 3 * d)  # left: the kinds the current layer still has
+    labelled, layer, left, qkv = [], 0, [], None  # left: the kinds the current layer still has; qkv: its Q/K/V shape
     for name, rows, cols in matmuls:
         if layer < cfg.num_layers and (rows, cols) == (d, 1):
             labelled.append(Projection(name, layer, "scorer"))
