@@ -1,6 +1,6 @@
 """Checkpoint folders in, ``PrunedClassifier`` + ``PruningSpec`` out; and the folder format the project writes.
 
-Two layouts load:
+Three layouts load:
 
 * **Original LTP** (``config.json`` with ``model_type: "ltp"``): RoBERTa weights under ``ibert.``, I-BERT
   quantisation buffers (dropped), per-layer ``...pruner.keep_threshold`` deltas; thresholds are rebuilt as
@@ -8,6 +8,8 @@ Two layouts load:
 * **Hugging Face** ``BertForSequenceClassification`` / ``RobertaForSequenceClassification`` (or the bare
   ``BertModel`` / ``RobertaModel`` encoder, whose head is then freshly initialised), weights in safetensors or
   ``pytorch_model.bin``, plus an optional ``pruning_spec.json``. Without one the model is dense.
+* **ToP** (``ToPBertForSequenceClassification`` with its ``zs.pt`` gates): BERT weights and a ``rank_bins`` spec
+  (``ltp_deploy.top_folder``); its pickled ``l0_module.pt`` is never opened.
 
 Pickled weights load with ``torch.load(weights_only=True)``: no code in a checkpoint ever runs. Weights are read
 and checked by ``ltp_deploy.weights`` (NaN/inf refused, two weight files that disagree refused).
@@ -35,6 +37,7 @@ from ltp_deploy.model import PrunedClassifier
 from ltp_deploy.paths import read_json, refuse_symlink_loop
 from ltp_deploy.tokenizer import load_tokenizer, save_tokenizer
 from ltp_deploy.spec import SCORE_FLOOR, PruningSpec, ltp_keep_rates, ltp_thresholds
+from ltp_deploy.top_folder import is_top_folder, top_state_and_spec
 from ltp_deploy.weights import read_weights, refuse_non_finite
 
 CONFIG_FILE = "config.json"
@@ -65,7 +68,7 @@ class Checkpoint:
     model: PrunedClassifier
     spec: PruningSpec | None
     path: Path
-    format: str  # "ltp" or "hf"
+    format: str  # "ltp", "top" or "hf"
     hf_config: dict  # the parsed config.json, kept to write it back
     head_initialized: bool = False  # True when the folder held an encoder only and the head is untrained
     metadata: dict = field(default_factory=dict)  # ltp_deploy.json written by train/calibrate, if any
@@ -123,6 +126,10 @@ def load_checkpoint(path: str | Path, spec: PruningSpec | None = None, dense: bo
         cfg = EncoderConfig.from_hf(hf_config, arch="roberta")
         state, folder_spec = _ltp_state_and_spec(state, hf_config, cfg.num_layers)
         fmt, has_head = "ltp", True
+    elif is_top_folder(hf_config, folder):
+        cfg = EncoderConfig.from_hf(hf_config, arch="bert")
+        state, folder_spec = top_state_and_spec(_hf_state(state, "bert"), folder, cfg.num_layers)
+        fmt, has_head = "top", True
     else:
         arch, has_head = _architecture(hf_config)
         cfg = EncoderConfig.from_hf(hf_config, arch=arch)

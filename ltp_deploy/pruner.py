@@ -1,7 +1,8 @@
 """One pruning layer's keep/drop decision: LTP's attention score or a learned score, and the spec's rule.
 
 ``TokenPruner`` holds the rule of one layer (``absolute_threshold``: keep a token whose score reaches the threshold;
-``topk``: keep the ``round(n * rate)`` best-scoring alive tokens) and returns the kept mask; CLS is always kept.
+``topk``: keep the ``round(n * rate)`` best-scoring alive tokens; ``rank_bins``: ToP's gates over rank bins) and
+returns the kept mask; CLS is always kept.
 ``layer_pruner`` builds it from a ``PruningSpec`` (None where the layer provably keeps every token).
 
 Example::
@@ -36,11 +37,13 @@ class TokenPruner(nn.Module):
     ``Linear(D, 1)`` trained with the thresholds (``training.soft``), saved as ``...layer.<l>.pruner.scorer.*``.
     """
 
-    def __init__(self, mode: str, value: float, n_ref: int, max_tokens: int, scorer: str = "attention",
+    def __init__(self, mode: str, value, n_ref: int, max_tokens: int, scorer: str = "attention",
                  hidden_size: int | None = None):
         super().__init__()
         self.mode, self.value, self.n_ref = mode, value, n_ref
         self.scorer = nn.Linear(hidden_size, 1) if scorer == "learned" else None
+        if mode == "rank_bins":  # value: the bin gates; keep_table[n, r]: does rank r of n alive tokens stay?
+            self.register_buffer("keep_table", rank_bin_table(value, max_tokens), persistent=False)
         if mode == "topk":
             # k = round(n * rate) for every possible unpadded length n, in Python's float64 arithmetic: the
             # graph then looks k up instead of rounding n * rate in float32, which differs at .5 boundaries.
@@ -48,7 +51,8 @@ class TokenPruner(nn.Module):
             self.register_buffer("keep_table", table, persistent=False)
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode}, value={self.value:g}, n_ref={self.n_ref}"
+        value = "".join(map(str, self.value)) if self.mode == "rank_bins" else f"{self.value:g}"
+        return f"mode={self.mode}, value={value}, n_ref={self.n_ref}"
 
     def scores(self, probs, rows, layout):  # (B, H, T, T), (1, N, D), a layout -> (B, T)
         """This layer's token scores in the layout's slots."""
@@ -60,6 +64,8 @@ class TokenPruner(nn.Module):
         """The tokens that survive: alive ones that pass the rule, and CLS. ``alive=None``: all are alive."""
         if self.mode == "absolute_threshold":
             keep = scores >= max(SCORE_FLOOR, self.value)
+        elif self.mode == "rank_bins":
+            keep = _rank_bin_keep(self.keep_table, scores, alive)
         else:
             k = self.keep_table[n_orig]  # (B,)
             keep = _rank_among_alive(scores, alive) < k[:, None]
@@ -74,6 +80,25 @@ def learned_scores(scorer: nn.Linear, rows, n_ref: int):  # (..., D) -> (..., 1)
     """A learned scorer's scores, ``2 * sigmoid(scorer(rows)) / n_ref``: in (0, 2 / n_ref), the attention score's
     units (``spec.PruningSpec.scorer``)."""
     return torch.sigmoid(scorer(rows)) * (2.0 / n_ref)
+
+
+def rank_bin_table(gates, max_tokens: int):  # -> (max_tokens, max_tokens) bool
+    """Whether rank ``r`` (0-based, by descending score) among ``n`` alive tokens other than CLS stays under ToP's
+    bin gates: bin ``floor(min(r / (n + 1e-6), 1) * len(gates))`` in float32, ToP's arithmetic. A table, computed
+    here once, so that no runtime's division (OpenVINO's may multiply by a reciprocal) moves a rank across a bin
+    edge; ranks at or past ``n`` land on bin ``len(gates)``, which drops."""
+    n = torch.arange(max_tokens, dtype=torch.float32)[:, None]
+    rank = torch.arange(max_tokens)[None, :]
+    bins = ((rank / (n + 1e-6)).clamp(0.0, 1.0) * len(gates)).long()
+    return torch.tensor([*gates, 0], dtype=torch.bool)[bins]
+
+
+def _rank_bin_keep(table, scores, alive):  # (N, N), (B, T), (B, T) or None -> (B, T) bool
+    others = torch.arange(scores.shape[1], device=scores.device) > 0  # (T,): CLS is neither ranked nor pruned
+    others = others[None, :] if alive is None else alive & others
+    n = others.sum(dim=1, keepdim=True)  # (B, 1)
+    rank = _rank_among_alive(scores, others)  # (B, T)
+    return table.flatten()[n * table.shape[1] + rank]
 
 
 def _rank_among_alive(scores, alive):  # (B, T), (B, T) or None -> (B, T) int64
@@ -96,5 +121,5 @@ def layer_pruner(spec: PruningSpec | None, i: int, max_tokens: int, hidden_size:
         return None
     if i not in spec.pruning_layers():
         return None
-    value = spec.thresholds[i] if spec.mode == "absolute_threshold" else spec.keep_rates[i]
+    value = spec.layer_values[i]
     return TokenPruner(spec.mode, value, spec.n_ref, max_tokens, spec.scorer, hidden_size)

@@ -1,4 +1,4 @@
-"""LTP's masked rule on Hugging Face's own network: the independent reference for the dropping model.
+"""LTP's (and ToP's) masked rule on Hugging Face's own network: the independent reference for the dropping model.
 
 This is how the training code runs: every layer computes all positions at full length; a pruned token only
 stops being a *key* (additive -10000 mask) from the next layer on; nothing protects CLS (unless the spec
@@ -71,7 +71,8 @@ def learned_scorers(model: PrunedClassifier) -> dict[int, tuple[torch.Tensor, to
 @torch.no_grad()
 def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, token_type_ids=None,
                      scorers: dict | None = None) -> ReferenceOutput:
-    """Run LTP's masked rule (threshold or top-k) on ``twin`` (from ``hf_twin``); ``spec=None`` is dense.
+    """Run LTP's masked rule (threshold or top-k), or ToP's (rank bins), on ``twin`` (from ``hf_twin``);
+    ``spec=None`` is dense.
 
     A spec with a learned scorer scores layer ``l`` by ``2 * sigmoid(h @ w_l.T + b_l) / n_ref`` on the attention
     block's output ``h``, with ``scorers[l] = (w_l, b_l)`` (``learned_scorers``)."""
@@ -92,6 +93,8 @@ def masked_reference(twin, spec: PruningSpec | None, input_ids, attention_mask, 
         if spec is not None:
             if spec.scorer == "learned":
                 scores = _learned_scores(attention_output, *scorers[index], spec.n_ref) if index in scorers else None
+            elif spec.mode == "rank_bins":  # ToP: every real query votes, the ones it pruned too
+                scores = _top_scores(probs, attention_mask.bool())
             else:
                 scores = _attention_scores(probs, alive, num_heads, spec.n_ref)
             pruned = _pruned_by_rule(spec, index, scores, alive, n_orig)
@@ -118,10 +121,34 @@ def _learned_scores(hidden, weight, bias, n_ref):  # (B, T, D), (1, D), (1,) -> 
     return 2.0 * torch.sigmoid(torch.einsum("btd,d->bt", hidden, weight[0]) + bias[0]) / n_ref
 
 
+def _top_scores(probs, real):  # (B, H, T, T), (B, T) -> (B, T)
+    """ToP's score: the attention probabilities averaged over heads and query rows (``pred_score`` in its
+    ``ToPBertEncoder.forward``). ToP's code lets padding rows vote too, so its decisions change with how a batch is
+    padded; here padding rows are left out, as in an unpadded run."""
+    probs = probs * real[:, None, :, None]
+    return probs.reshape(probs.shape[0], -1, probs.shape[-1]).mean(dim=1)
+
+
+def _top_pruned(gates, scores, alive):  # ToP's get_new_attention_mask_for_inference, on one layer
+    if gates is None:
+        return torch.zeros_like(alive)
+    others = alive[:, 1:].float()  # CLS is neither ranked nor pruned
+    token_index = torch.argsort(scores[:, 1:] * others, dim=1, descending=True, stable=True)
+    token_rank = torch.argsort(token_index, dim=1)
+    effective_length = others.sum(dim=1)
+    bins = ((token_rank / (effective_length + 1e-6).unsqueeze(-1)).clamp(0.0, 1.0) * len(gates)).long()
+    keep = torch.tensor([*gates, 0], dtype=torch.float32)[bins] != 0
+    pruned = torch.zeros_like(alive)
+    pruned[:, 1:] = alive[:, 1:] & ~keep
+    return pruned
+
+
 def _pruned_by_rule(spec, index, scores, alive, n_orig):
     """Tokens the rule drops in this layer (among alive ones); ``scores`` (B, T), None where the layer keeps all."""
     if scores is None:
         return torch.zeros_like(alive)
+    if spec.mode == "rank_bins":
+        return _top_pruned(spec.bin_gates[index], scores, alive)
     if spec.mode == "absolute_threshold":
         threshold = spec.thresholds[index]
         if threshold == 0.0:

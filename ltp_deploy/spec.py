@@ -21,7 +21,7 @@ from ltp_deploy.errors import LtpDeployError
 
 SPEC_FILE = "pruning_spec.json"
 SPEC_VERSION = 1
-MODES = ("absolute_threshold", "topk")
+MODES = ("absolute_threshold", "topk", "rank_bins")
 # What a layer's score is: "attention" (LTP: the attention each token receives) or "learned" (a linear scorer on
 # the attention block's output rows, trained with the thresholds: ``pruner.TokenPruner``).
 SCORERS = ("attention", "learned")
@@ -47,6 +47,11 @@ class PruningSpec:
     thresholds: tuple[float, ...] | None = None
     # Per-layer fraction of the *original unpadded* length to keep. Mode topk only.
     keep_rates: tuple[float, ...] | None = None
+    # ToP's rule (mode rank_bins only), one entry per layer: None where the layer drops nothing, else its bin
+    # gates (0/1, ``bin_num`` of them). Alive tokens other than CLS are ranked by score, rank r of n falls in bin
+    # floor(min(r / (n + 1e-6), 1) * bin_num) in float32 (ToP's arithmetic), and a token stays when its bin's gate
+    # is 1: a learned fraction of the alive length, whatever the scores' scale.
+    bin_gates: tuple[tuple[int, ...] | None, ...] | None = None
     # Score normaliser: s_j = sum_heads sum_alive_queries P[h, i, j] / (num_heads * n_ref). A constant, the
     # padded length used in training (128 in every LTP GLUE run). Dividing by the current length instead
     # changes the decisions, so it is a setting, never derived from the input.
@@ -71,12 +76,16 @@ class PruningSpec:
                 f"Unsupported prune mode {self.mode!r}: use one of {', '.join(MODES)} "
                 "(or remove the pruning spec for a dense model)."
             )
-        values = self.thresholds if self.mode == "absolute_threshold" else self.keep_rates
-        name = "thresholds" if self.mode == "absolute_threshold" else "keep_rates"
+        if self.mode == "rank_bins":
+            object.__setattr__(self, "bin_gates", _gates(self.bin_gates))
+        values = self.layer_values
+        name = {"absolute_threshold": "thresholds", "topk": "keep_rates", "rank_bins": "bin_gates"}[self.mode]
+        if self.mode == "rank_bins" and self.scorer != "attention":
+            raise LtpDeployError("A rank_bins spec ranks by the attention score (ToP's): set scorer to 'attention'.")
         if not values:
             raise LtpDeployError(f"Pruning spec in mode {self.mode!r} has no {name}: give one value per layer.")
-        if not isinstance(values, (list, tuple)) or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+        if self.mode != "rank_bins" and (not isinstance(values, (list, tuple)) or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values)):
             raise LtpDeployError(f"Pruning spec {name} must be a list of finite numbers, one per layer, got "
                                  f"{values!r}: fix {SPEC_FILE}.")
         if self.mode == "absolute_threshold" and any(v < 0 for v in values):
@@ -102,14 +111,22 @@ class PruningSpec:
         object.__setattr__(self, "thresholds", _tuple(self.thresholds))
         object.__setattr__(self, "keep_rates", _tuple(self.keep_rates))
 
+    @property
+    def layer_values(self) -> tuple | None:
+        """The per-layer values of this spec's mode: thresholds, keep rates or bin gates."""
+        return {"absolute_threshold": self.thresholds, "topk": self.keep_rates, "rank_bins": self.bin_gates}[self.mode]
+
     def pruning_layers(self) -> list[int]:
-        """The layers whose rule can drop a token (LTP: threshold above 0; top-k: rate below 1)."""
-        values = self.thresholds if self.mode == "absolute_threshold" else self.keep_rates
+        """The layers whose rule can drop a token (LTP: threshold above 0; top-k: rate below 1; rank bins: a gate
+        at 0)."""
+        if self.mode == "rank_bins":
+            return [i for i, gates in enumerate(self.bin_gates) if gates is not None and not all(gates)]
+        values = self.layer_values
         return [i for i, v in enumerate(values) if (v > 0 if self.mode == "absolute_threshold" else v < 1)]
 
     @property
     def num_layers(self) -> int:
-        return len(self.thresholds if self.mode == "absolute_threshold" else self.keep_rates)
+        return len(self.layer_values)
 
     @classmethod
     def threshold(cls, thresholds, n_ref: int = 128, source: dict | None = None,
@@ -125,16 +142,25 @@ class PruningSpec:
         return cls(mode="topk", keep_rates=tuple(keep_rates), n_ref=n_ref, source=source or {},
                    reference_cls=reference_cls, scorer=scorer)
 
+    @classmethod
+    def rank_bins(cls, bin_gates, source: dict | None = None) -> PruningSpec:
+        """A ToP spec from per-layer bin gates (None where a layer drops nothing); CLS is never pruned."""
+        return cls(mode="rank_bins", bin_gates=tuple(bin_gates), source=source or {}, reference_cls="kept")
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["version"] = SPEC_VERSION
         d["thresholds"] = list(self.thresholds) if self.thresholds else None
         d["keep_rates"] = list(self.keep_rates) if self.keep_rates else None
+        if self.bin_gates is None:
+            del d["bin_gates"]  # the threshold and top-k files stay as they were
+        else:
+            d["bin_gates"] = [None if g is None else list(g) for g in self.bin_gates]
         return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "pruning spec") -> PruningSpec:
-        known = {"mode", "thresholds", "keep_rates", "n_ref", "cls_policy", "reference_cls", "scorer", "source"}
+        known = {"mode", "thresholds", "keep_rates", "bin_gates", "n_ref", "cls_policy", "reference_cls", "scorer", "source"}
         if not isinstance(d, dict) or "mode" not in d:
             raise LtpDeployError(f"{where} is not a pruning spec: it needs a 'mode' key ({' or '.join(MODES)}).")
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -189,3 +215,18 @@ def ltp_keep_rates(token_keep_rate: float, num_layers: int) -> tuple[float, ...]
 
 def _tuple(values) -> tuple[float, ...] | None:
     return None if values is None else tuple(float(v) for v in values)
+
+
+def _gates(layers) -> tuple[tuple[int, ...] | None, ...] | None:
+    """Bin gates as tuples of 0/1 ints, one entry per layer (None: no pruning); raise on anything else."""
+    if layers is None:
+        return None
+    fix = f"give one list of 0/1 bin gates (or null) per layer in {SPEC_FILE}"
+    if not isinstance(layers, (list, tuple)) or any(g is not None and not isinstance(g, (list, tuple)) for g in layers):
+        raise LtpDeployError(f"Pruning spec bin_gates must be a list with one entry per layer, got {layers!r}: {fix}.")
+    sizes = {len(g) for g in layers if g is not None}
+    if len(sizes) > 1 or 0 in sizes or any(v not in (0, 1) or isinstance(v, float) and not v.is_integer()
+                                           for g in layers if g is not None for v in g):
+        raise LtpDeployError(f"Pruning spec bin_gates must hold 0/1 gates, the same number per pruning layer, got "
+                             f"{[None if g is None else list(g) for g in layers]}: {fix}.")
+    return tuple(None if g is None else tuple(int(v) for v in g) for g in layers)

@@ -24,7 +24,7 @@ from ltp_deploy.environment import library_versions
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.outputs import check_output, reserved
 from ltp_deploy.paths import refuse_symlink_loops
-from ltp_deploy.spec import MODES
+from ltp_deploy.calibration.families import FAMILY_MODES
 
 
 @dataclass
@@ -53,8 +53,8 @@ class CalibrateSettings:
     def validate(self) -> None:
         get_task(self.task)
         check_goal(self.target_flops_reduction, self.max_metric_drop)
-        if self.mode not in MODES:
-            raise LtpDeployError(f"Unknown --mode {self.mode!r}: use one of {', '.join(MODES)}.")
+        if self.mode not in FAMILY_MODES:
+            raise LtpDeployError(f"Unknown --mode {self.mode!r}: use one of {', '.join(FAMILY_MODES)}.")
         if self.calibration_examples < 1:
             raise LtpDeployError(f"--calibration-examples must be at least 1, got {self.calibration_examples}: "
                                  "1000 is a good default.")

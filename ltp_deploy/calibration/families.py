@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.spec import MODES, PruningSpec, ltp_keep_rates
+from ltp_deploy.spec import PruningSpec, ltp_keep_rates
 
 # Above any score (attention received / (heads * n_ref) <= length / n_ref): the layer keeps only CLS.
 LAST_LAYER_THRESHOLD = 1e4
@@ -53,6 +53,9 @@ _FAMILIES = {
 }
 
 
+FAMILY_MODES = tuple(_FAMILIES)  # the modes calibrate and sweep search (ToP's rank bins come from its folders)
+
+
 def family(mode: str) -> Family:
     """The family of a prune mode.
 
@@ -60,5 +63,5 @@ def family(mode: str) -> Family:
         LtpDeployError: an unknown mode.
     """
     if mode not in _FAMILIES:
-        raise LtpDeployError(f"Unknown --mode {mode!r}: use one of {', '.join(MODES)}.")
+        raise LtpDeployError(f"Unknown --mode {mode!r}: use one of {', '.join(FAMILY_MODES)}.")
     return _FAMILIES[mode]

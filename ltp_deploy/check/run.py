@@ -118,7 +118,7 @@ def _load_reference(reference: Path, export, model: Path):
     # The spec first: a dense twin or another spec leaves a learned scorer out, so its fingerprint differs too.
     if export.spec != ckpt.spec:
         def name(spec):
-            return "dense (no spec)" if spec is None else f"{spec.mode} {list(spec.thresholds or spec.keep_rates)}"
+            return "dense (no spec)" if spec is None else f"{spec.mode} {list(spec.layer_values)}"
         raise LtpDeployError(f"{model} was exported with the spec {name(export.spec)} but {reference} holds "
                              f"{name(ckpt.spec)} (an export with --spec or --dense): check it against a checkpoint "
                              "holding the graph's spec, or without --reference.")

@@ -9,7 +9,7 @@ from typing import Sequence
 from ltp_deploy.data import get_task
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.outputs import check_outputs
-from ltp_deploy.spec import MODES
+from ltp_deploy.calibration.families import FAMILY_MODES
 from ltp_deploy.sweep.trained import target_folder, train_settings, validate_training
 
 
@@ -35,8 +35,8 @@ class SweepSettings:
 
     def validate(self) -> None:
         get_task(self.task)
-        if self.mode not in MODES:
-            raise LtpDeployError(f"Unknown --mode {self.mode!r}: use one of {', '.join(MODES)}.")
+        if self.mode not in FAMILY_MODES:
+            raise LtpDeployError(f"Unknown --mode {self.mode!r}: use one of {', '.join(FAMILY_MODES)}.")
         if self.points < 2:
             raise LtpDeployError(f"--points must be at least 2 (the dense point and one pruned), got {self.points}.")
         if not self.max_flops_reduction > 1.0:
