@@ -96,6 +96,7 @@ class Checkpoint:
             "max_length": cfg.max_length,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "head": "untrained (encoder-only checkpoint)" if self.head_initialized else "trained",
+            "pruning_layers": self.spec.pruning_layers() if self.spec else [],
             "pruning": self.spec.to_dict() if self.spec else "dense",
         }
 

@@ -112,6 +112,17 @@ def test_topk_mode_and_metric_drop_budget(bert_dir, glue):
     assert search(ckpt.model, data, "absolute_threshold", max_metric_drop=0.0).metric_drop_points <= 0.0
 
 
+def test_rank_bins_family_reaches_a_target(bert_dir, glue):
+    """ToP's rule with chosen gates: layers 1 .. L - 2 keep a fraction of their alive tokens, the last only CLS."""
+    gates = family("rank_bins").spec(0.5, 4).bin_gates
+    assert gates[0] is None and gates[1] == gates[2] == (1,) * 10 + (0,) * 10 and gates[3] == (0,) * 20
+    ckpt = load_checkpoint(bert_dir)
+    data = EncodedData.build(ckpt.tokenizer(), load_glue("sst2", "train", glue).subset(200, seed=0), 64)
+    result = search(ckpt.model, data, "rank_bins", target_flops_reduction=1.5)
+    assert result.met and result.spec.mode == "rank_bins"
+    assert abs(result.calibration.flops_reduction / 1.5 - 1) <= TOLERANCE
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "Give exactly one of --target-flops-reduction and --max-metric-drop"),
     (["--target-flops-reduction", 1.5, "--max-metric-drop", 1], "Give exactly one of"),

@@ -110,6 +110,8 @@ def test_random_weights_match_masked_reference(arch, separate_qkv, make_bert, ma
         PruningSpec.topk([1.0, 0.8, 0.7, 0.6]),
         PruningSpec.threshold([0.0, 1 / 128, 1 / 128, 0.0], scorer="learned", reference_cls="kept"),
         PruningSpec.topk([1.0, 0.7, 0.7, 0.7], scorer="learned", reference_cls="kept"),
+        # ToP's rule: one active layer, where dropping and ToP's masking decide alike (tests/test_top.py: more)
+        PruningSpec.rank_bins([None, (1, 1, 0, 1, 0, 1, 1, 0, 1, 0), None, None]),
     ]
     batches = [random_batch(cfg, b, seed=b) for b in BATCH_SIZES]
     check_specs(ckpt.model, specs, batches)

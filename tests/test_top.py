@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, run_main
 from ltp_deploy.checkpoint import load_checkpoint
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.pruner import rank_bin_table
@@ -80,7 +80,7 @@ def test_exports_keep_the_original_decisions(target, tmp_path):
     from ltp_deploy.api import export
     from ltp_deploy.runtimes import open_runtime
 
-    for name in ("one-layer", "several"):
+    for name in NAMES:
         out = tmp_path / f"{name}-{target}"
         export(FIXTURES / name, out, target=target)
         runtime = open_runtime(out)
@@ -109,10 +109,14 @@ def _copy(name: str, tmp_path: Path) -> Path:
     return folder
 
 
-def test_l0_module_pickle_never_runs(tmp_path, monkeypatch):
+def test_l0_module_pickle_never_runs(tmp_path, monkeypatch, capsys):
+    """The fixture's l0_module.pt writes L0_MODULE_WAS_UNPICKLED into the working directory when unpickled;
+    inspect and load read the folder without it."""
     folder = _copy("one-layer", tmp_path)
     monkeypatch.chdir(tmp_path)
     load_checkpoint(folder)
+    code, out, _ = run_main(monkeypatch, capsys, "inspect", folder)
+    assert code == 0 and "rank_bins" in out and "pruning_layers" in out
     assert not (tmp_path / "L0_MODULE_WAS_UNPICKLED").exists()
 
 

@@ -7,6 +7,9 @@
   initialisation, in score units (n_ref scale).
 * ``topk``: LTP's top-k schedule (``spec.ltp_keep_rates``): rate 1 for the first ``max(3, ceil(0.15 L))`` layers,
   then linear to ``token_keep_rate`` at the last layer; strength = ``1 - token_keep_rate``.
+* ``rank_bins``: ToP's rule with gates chosen, not learned: each of layers 1 .. L - 2 (ToP's pruning locations 2 ..
+  L - 1) keeps the best-ranked ``layer_keep_fraction`` of its alive tokens (the first ``ceil(q * RANK_BINS)`` of
+  ``RANK_BINS`` bins on), and the last layer keeps only CLS, as above; strength = ``1 - layer_keep_fraction``.
 
 Example::
 
@@ -15,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ltp_deploy.errors import LtpDeployError
@@ -22,6 +26,7 @@ from ltp_deploy.spec import PruningSpec, ltp_keep_rates
 
 # Above any score (attention received / (heads * n_ref) <= length / n_ref): the layer keeps only CLS.
 LAST_LAYER_THRESHOLD = 1e4
+RANK_BINS = 20  # ToP's bin_num ranges 20..100; 20 gives keep fractions in steps of 0.05
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class Family:
 
     def value(self, strength: float) -> float:
         """The user-facing parameter (final_token_threshold or token_keep_rate) of a strength."""
-        return strength if self.mode == "absolute_threshold" else 1.0 - strength
+        return strength if self.mode == "absolute_threshold" else 1.0 - strength  # keep rate or fraction
 
     def spec(self, strength: float, num_layers: int, n_ref: int = 128,
              source: dict | None = None) -> PruningSpec | None:
@@ -43,6 +48,11 @@ class Family:
         if self.mode == "absolute_threshold":
             thresholds = [strength * i / num_layers for i in range(num_layers - 1)] + [LAST_LAYER_THRESHOLD]
             return PruningSpec.threshold(thresholds, n_ref=n_ref, source=source, reference_cls="kept")
+        if self.mode == "rank_bins":
+            on = min(RANK_BINS, math.ceil(self.value(strength) * RANK_BINS - 1e-9))
+            kept_bins = (1,) * on + (0,) * (RANK_BINS - on)
+            gates = [None] + [kept_bins] * (num_layers - 2) + [(0,) * RANK_BINS]
+            return PruningSpec.rank_bins(gates, source=source)
         return PruningSpec.topk(ltp_keep_rates(self.value(strength), num_layers), n_ref=n_ref, source=source,
                                 reference_cls="kept")
 
@@ -50,6 +60,7 @@ class Family:
 _FAMILIES = {
     "absolute_threshold": Family("absolute_threshold", "final_token_threshold", float("inf")),
     "topk": Family("topk", "token_keep_rate", 0.99),  # keep rates are clamped at 0.01 anyway
+    "rank_bins": Family("rank_bins", "layer_keep_fraction", 1.0 - 1.0 / RANK_BINS),
 }
 
 

@@ -25,6 +25,7 @@ Examples:
 class Mode(str, Enum):
     absolute_threshold = "absolute_threshold"
     topk = "topk"
+    rank_bins = "rank_bins"
 
 
 def calibrate(

@@ -56,6 +56,9 @@ def describe(path: Path) -> dict:
         "pruning": art.pruning,
         "thresholds": list(spec.thresholds) if spec and spec.thresholds else None,
         "keep_rates": list(spec.keep_rates) if spec and spec.keep_rates else None,
+        "bin_gates": [None if g is None else "".join(map(str, g)) for g in spec.bin_gates]
+        if spec and spec.bin_gates else None,
+        "pruning_layers": spec.pruning_layers() if spec else [],
         "n_ref": spec.n_ref if spec else None,
         "opset": meta.get("opset"),
         "precision": meta.get("precision"),
