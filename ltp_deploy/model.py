@@ -282,7 +282,7 @@ class PrunedClassifier(nn.Module):
         """Multiply this threshold spec's thresholds by ``factor`` in place: the same layers prune (a threshold of
         0 stays 0), only their constants move. Training's FLOPs budget uses it; ``spec`` follows."""
         if self.spec is None or self.spec.mode != "absolute_threshold":
-            raise LtpDeployError("Only a threshold spec can be scaled: this model is dense or top-k.")
+            raise LtpDeployError(f"Only a threshold spec can be scaled: this model is {self.spec.mode if self.spec else 'dense'}.")
         for layer in self.backbone.encoder.layer:
             if layer.pruner is not None:
                 layer.pruner.value *= factor

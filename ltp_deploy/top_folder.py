@@ -34,8 +34,9 @@ _STRUCTURED = ("head_z", "head_layer_z", "intermediate_z", "mlp_z", "hidden_z")
 
 
 def is_top_folder(hf_config: dict, folder: Path) -> bool:
-    """A ToP run: its config names ToP's classifier, or it holds ToP's gate files."""
-    return TOP_ARCHITECTURE in (hf_config.get("architectures") or []) or (folder / GATES_FILE).is_file()
+    """A ToP run: its config names ToP's classifier, or it holds ToP's gates or L0 module."""
+    return (TOP_ARCHITECTURE in (hf_config.get("architectures") or [])
+            or (folder / GATES_FILE).is_file() or (folder / L0_FILE).is_file())
 
 
 def top_state_and_spec(state: dict, folder: Path, num_layers: int) -> tuple[dict, PruningSpec]:

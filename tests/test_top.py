@@ -123,13 +123,18 @@ def test_l0_module_pickle_never_runs(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("case, fragment", [
     ("missing", "without zs.pt"), ("none", "holds None"), ("structured", "structured-pruning gates"),
     ("garbage", "not ToP's gates"), ("too many", "pruning layers for a 4-layer model"),
+    ("missing, plain BERT config", "without zs.pt"),
 ])
 def test_bad_gates_are_one_sentence(case, fragment, tmp_path):
     folder = _copy("one-layer", tmp_path)
     gates = folder / "zs.pt"
     zs = torch.load(gates, weights_only=True)
-    if case == "missing":
+    if case.startswith("missing"):
         gates.unlink()
+        if case == "missing, plain BERT config":  # l0_module.pt alone still marks a ToP run
+            config = json.loads((folder / "config.json").read_text())
+            config["architectures"] = ["BertForSequenceClassification"]
+            (folder / "config.json").write_text(json.dumps(config))
     elif case == "none":
         torch.save(None, gates)
     elif case == "structured":
@@ -142,5 +147,5 @@ def test_bad_gates_are_one_sentence(case, fragment, tmp_path):
         load_checkpoint(folder)
     message = str(err.value)
     assert fragment in message and "\n" not in message, message
-    if case in ("missing", "none"):
+    if case.startswith("missing") or case == "none":
         assert "l0_module.forward(training=False)" in message
