@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ltp_deploy.errors import LtpDeployError
-from ltp_deploy.packing import OneSequence, Packed
+from ltp_deploy.packing import OneSequence, Packed, ShapeBuckets, take_rows
 from ltp_deploy.encoder_config import EncoderConfig
 from ltp_deploy.pruner import TokenPruner, layer_pruner
 from ltp_deploy.spec import PruningSpec
@@ -166,12 +166,13 @@ class Layer(nn.Module):
         count = None
         if self.pruner is not None:
             keep = self.pruner(self.pruner.scores(probs, a, layout), layout.alive, n_orig)  # (B, T); padding False
-            rows = torch.nonzero(layout.unpad(keep[..., None]).flatten()).squeeze(1)  # (N',)
-            a, count = a.index_select(1, rows), keep.sum(dim=1)
+            a, count = a.index_select(1, layout.kept_rows(keep)), keep.sum(dim=1)
         return self.output(self.intermediate(a), a), count
 
 
 class Encoder(nn.Module):
+    buckets: ShapeBuckets | None = None  # set by ``bucketed_graph`` (the OpenVINO export); see ``packing.Ladder``
+
     def __init__(self, cfg: EncoderConfig, spec: PruningSpec | None):
         super().__init__()
         self.layer = nn.ModuleList(Layer(cfg, layer_pruner(spec, i, cfg.max_position_embeddings, cfg.hidden_size))
@@ -183,7 +184,7 @@ class Encoder(nn.Module):
         layout, kept = None, []
         for layer in self.layer:
             if layout is None:
-                layout = OneSequence() if length is None else Packed(counts, x.shape[1], length)
+                layout = OneSequence() if length is None else Packed(counts, x.shape[1], length, self.buckets)
             x, dropped = layer(x, layout, n_orig)
             if dropped is not None:
                 counts, layout = dropped, (layout if length is None else None)
@@ -256,7 +257,9 @@ class PrunedClassifier(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         n_orig = attention_mask.sum(dim=1)  # (B,)
-        rows = torch.nonzero(attention_mask.reshape(-1)).squeeze(1)  # (N,): the real tokens; padding leaves here
+        buckets, real = self.backbone.encoder.buckets, attention_mask.reshape(-1)
+        # (N,): the real tokens (then filler rows, with buckets); padding leaves here
+        rows = torch.nonzero(real).squeeze(1) if buckets is None else take_rows(real > 0, buckets.rows)
         x = self.backbone.embeddings(input_ids, token_type_ids, rows)  # (1, N, D)
         x, kept_counts = self.backbone.encoder(x, n_orig, n_orig, input_ids.shape[1])
         return Packed.first_rows(x, kept_counts[:, -1]), kept_counts  # first rows: CLS, never dropped
@@ -315,6 +318,19 @@ def separate_qkv_graph(model: PrunedClassifier):
     finally:
         for m in modules:
             del m.separate_qkv  # back to the class default
+
+
+@contextmanager
+def bucketed_graph(model: PrunedClassifier, buckets: ShapeBuckets | None):
+    """Within the block, ``model``'s packed forward rounds its row count and attention length up to ``buckets``
+    (``packing.ShapeBuckets``): the form an OpenVINO export traces, so that its CPU plugin meets shapes it has
+    prepared kernels for. Same results to float rounding."""
+    encoder = model.backbone.encoder
+    encoder.buckets = buckets
+    try:
+        yield model
+    finally:
+        del encoder.buckets
 
 
 class SingleSequenceClassifier(nn.Module):

@@ -18,7 +18,7 @@ from ltp_deploy.data import encode, load_examples
 from ltp_deploy.errors import LtpDeployError
 from ltp_deploy.exporters.int8 import KINDS, Int8Options, fp32_scope, label_projections, scope_trials
 from ltp_deploy.exporters.onnx import ExportValidationError, export_onnx
-from ltp_deploy.exporters.openvino import export_openvino
+from ltp_deploy.exporters.openvino import BATCHED_BUCKETS, export_openvino
 from ltp_deploy.exporters.validate import INT8_MAX_METRIC_DROP, OutcomeReport
 from ltp_deploy.encoder_config import EncoderConfig
 from ltp_deploy.runtimes import open_runtime
@@ -138,6 +138,7 @@ def test_openvino_int8_is_calibrated_on_training_sentences(subject, sentences, c
     meta = read_metadata(result.folder)
     q = meta["quantization"]
     assert meta["precision"] == "int8" and "NNCF" in q["scheme"]
+    assert meta["shape_buckets"] == BATCHED_BUCKETS.describe()  # the batched graph rounds its sizes up
     assert q["calibration"] == {"source": calibration.source, "rows": CALIBRATION_ROWS, "split": "train", "seed": 0}
     _trials_recorded(q, subject.ckpt.spec)
     model = ov.Core().read_model(str(result.graph))

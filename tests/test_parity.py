@@ -13,11 +13,15 @@ import torch
 from ltp_deploy.checkpoint import load_checkpoint
 from ltp_deploy.tokenizer import load_tokenizer
 from ltp_deploy.data import encode, load_glue
-from ltp_deploy.model import PrunedClassifier, SelfAttention, SingleSequenceClassifier
+from ltp_deploy.exporters.openvino import BATCHED_BUCKETS
+from ltp_deploy.model import Encoder, PrunedClassifier, SelfAttention, SingleSequenceClassifier
+from ltp_deploy.packing import Ladder, ShapeBuckets
 from ltp_deploy.reference import dropping_kept, hf_twin, learned_scorers, masked_reference
 from ltp_deploy.spec import PruningSpec, ltp_keep_rates
 
 from helpers import SENTENCES
+
+TINY_BUCKETS = ShapeBuckets(rows=Ladder(granule=3, bits=1), slots=Ladder(granule=5, bits=1))
 
 BATCH_SIZES = (1, 2, 5, 16)
 
@@ -98,10 +102,15 @@ def check_specs(model, specs, batches):
         assert stats["kept_last"] < 0.9 * stats["tokens"], "almost nothing was dropped: the test would prove little"
 
 
-@pytest.mark.parametrize("arch, separate_qkv", [("bert", False), ("roberta", False), ("bert", True)])
-def test_random_weights_match_masked_reference(arch, separate_qkv, make_bert, make_roberta, monkeypatch):
-    """``separate_qkv``: attention in the three-GEMM form an OpenVINO export traces (``SelfAttention``)."""
+@pytest.mark.parametrize("arch, separate_qkv, buckets", [("bert", False, None), ("roberta", False, None),
+                                                         ("bert", True, None), ("bert", True, BATCHED_BUCKETS),
+                                                         ("roberta", False, TINY_BUCKETS)])
+def test_random_weights_match_masked_reference(arch, separate_qkv, buckets, make_bert, make_roberta, monkeypatch):
+    """``separate_qkv``: attention in the three-GEMM form an OpenVINO export traces (``SelfAttention``); ``buckets``:
+    row counts and attention lengths rounded up as the OpenVINO INT8 graph does (``Encoder.buckets``), with the
+    shipped ladders and with ladders fine enough that every batch here is rounded."""
     monkeypatch.setattr(SelfAttention, "separate_qkv", separate_qkv)
+    monkeypatch.setattr(Encoder, "buckets", buckets)
     ckpt = load_checkpoint((make_bert if arch == "bert" else make_roberta)())
     cfg = ckpt.config
     specs = [

@@ -24,7 +24,8 @@ from ltp_deploy.exporters import TARGETS
 from ltp_deploy.exporters.int8 import Int8Options
 from ltp_deploy.exporters.steps import ExportResult, ExportValidationError, export_validated
 from ltp_deploy.interrupts import received
-from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier, separate_qkv_graph
+from ltp_deploy.model import PrunedClassifier, SingleSequenceClassifier, bucketed_graph, separate_qkv_graph
+from ltp_deploy.packing import ShapeBuckets
 from ltp_deploy.output_locks import scratch_on_demand
 from ltp_deploy.outputs import writing
 from ltp_deploy.artifact import OUTPUT_NAMES
@@ -39,11 +40,12 @@ EXPORTER = "torch.onnx.export(dynamo=True)"
 
 
 def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None, single_sequence: bool = False,
-                  separate_qkv: bool = False) -> int:
+                  separate_qkv: bool = False, buckets: ShapeBuckets | None = None) -> int:
     """Export ``model`` with dynamic batch and sequence axes; return the graph's opset.
 
     ``single_sequence``: export ``SingleSequenceClassifier(model)`` instead, whose inputs are (1, sequence).
     ``separate_qkv``: trace attention in its three-GEMM form (``model.separate_qkv_graph``; the OpenVINO path).
+    ``buckets``: round the packed graph's data-dependent sizes up (``model.bucketed_graph``; the OpenVINO path).
     """
     names = model.config.input_names
     ids = torch.randint(1000, 2000, (1 if single_sequence else 2, 16), generator=torch.Generator().manual_seed(0))
@@ -54,7 +56,8 @@ def torch_to_onnx(model: PrunedClassifier, path: Path, opset: int | None = None,
         axes[0] = torch.export.Dim("batch")
     dynamic = {n: axes for n in names}
     traced = SingleSequenceClassifier(model.eval()) if single_sequence else model.eval()
-    with _quiet_exporter(), writing(path), (separate_qkv_graph(model) if separate_qkv else contextlib.nullcontext()):
+    with _quiet_exporter(), writing(path), bucketed_graph(model, buckets), \
+            (separate_qkv_graph(model) if separate_qkv else contextlib.nullcontext()):
         torch.onnx.export(
             traced, args, str(path), dynamo=True, input_names=list(names), output_names=list(OUTPUT_NAMES),
             dynamic_shapes=dynamic, opset_version=opset, optimize=True, external_data=False, verbose=False,
