@@ -285,7 +285,8 @@ class PrunedClassifier(nn.Module):
         """Multiply this threshold spec's thresholds by ``factor`` in place: the same layers prune (a threshold of
         0 stays 0), only their constants move. Training's FLOPs budget uses it; ``spec`` follows."""
         if self.spec is None or self.spec.mode != "absolute_threshold":
-            raise LtpDeployError(f"Only a threshold spec can be scaled: this model is {self.spec.mode if self.spec else 'dense'}.")
+            mode = self.spec.mode if self.spec else "dense"
+            raise LtpDeployError(f"Only a threshold spec can be scaled: this model is {mode}.")
         for layer in self.backbone.encoder.layer:
             if layer.pruner is not None:
                 layer.pruner.value *= factor

@@ -101,16 +101,15 @@ class Packed:
         self.key_bias = key_bias(self.alive)
         last = torch.minimum(slots[None, :], counts[:, None] - 1)  # padding slots repeat the last row (masked)
         self.to_padded = (first_rows_index(counts)[:, None] + last).flatten()  # (B*T,)
-        self.buckets = buckets
-        self.to_rows = take_rows(self.alive.flatten(), None if buckets is None else buckets.rows)  # (N,)
+        self.row_ladder = None if buckets is None else buckets.rows
+        self.to_rows = take_rows(self.alive.flatten(), self.row_ladder)  # (N,)
         torch._check(self.to_rows.shape[0] == rows)  # sum(counts) == N by construction; tell the tracer
+        # (N,) bool: the real rows, ahead of the filler ones (None: no filler)
         self.real = None if buckets is None else torch.arange(rows, device=counts.device) < counts.sum()
 
     def kept_rows(self, keep):  # (B, T) bool -> (N',): the rows of the kept tokens, in order (then filler rows)
         flat = self.unpad(keep[..., None]).flatten()
-        if self.buckets is None:
-            return take_rows(flat, None)
-        return take_rows(flat & self.real, self.buckets.rows)
+        return take_rows(flat if self.real is None else flat & self.real, self.row_ladder)
 
     def pad(self, rows):  # (1, N, F) -> (B, T, F)
         return rows.index_select(1, self.to_padded).view(*self.alive.shape, rows.shape[-1])

@@ -114,7 +114,8 @@ class PruningSpec:
     @property
     def layer_values(self) -> tuple | None:
         """The per-layer values of this spec's mode: thresholds, keep rates or bin gates."""
-        return {"absolute_threshold": self.thresholds, "topk": self.keep_rates, "rank_bins": self.bin_gates}[self.mode]
+        return {"absolute_threshold": self.thresholds, "topk": self.keep_rates,
+                "rank_bins": self.bin_gates}[self.mode]
 
     def pruning_layers(self) -> list[int]:
         """The layers whose rule can drop a token (LTP: threshold above 0; top-k: rate below 1; rank bins: a gate
@@ -160,7 +161,8 @@ class PruningSpec:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "pruning spec") -> PruningSpec:
-        known = {"mode", "thresholds", "keep_rates", "bin_gates", "n_ref", "cls_policy", "reference_cls", "scorer", "source"}
+        known = {"mode", "thresholds", "keep_rates", "bin_gates", "n_ref", "cls_policy", "reference_cls", "scorer",
+                 "source"}
         if not isinstance(d, dict) or "mode" not in d:
             raise LtpDeployError(f"{where} is not a pruning spec: it needs a 'mode' key ({' or '.join(MODES)}).")
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -225,8 +227,7 @@ def _gates(layers) -> tuple[tuple[int, ...] | None, ...] | None:
     if not isinstance(layers, (list, tuple)) or any(g is not None and not isinstance(g, (list, tuple)) for g in layers):
         raise LtpDeployError(f"Pruning spec bin_gates must be a list with one entry per layer, got {layers!r}: {fix}.")
     sizes = {len(g) for g in layers if g is not None}
-    if len(sizes) > 1 or 0 in sizes or any(v not in (0, 1) or isinstance(v, float) and not v.is_integer()
-                                           for g in layers if g is not None for v in g):
+    if len(sizes) > 1 or 0 in sizes or any(v not in (0, 1) for g in layers if g is not None for v in g):
         raise LtpDeployError(f"Pruning spec bin_gates must hold 0/1 gates, the same number per pruning layer, got "
                              f"{[None if g is None else list(g) for g in layers]}: {fix}.")
     return tuple(None if g is None else tuple(int(v) for v in g) for g in layers)

@@ -153,6 +153,24 @@ def test_sst2_compare_run(glue, exports, tmp_path, monkeypatch, capsys):
     assert "speedup x" in out and "efficiency" in out
 
 
+def test_compare_alternates_which_model_runs_first(exports, tmp_path, monkeypatch, capsys):
+    """Timed pairs run A B, B A, ...: a fixed order hands the second model kernels the first just prepared."""
+    from ltp_deploy.bench import timing
+
+    order, real_call = [], timing.timed_call
+
+    def recording(runtime, batch):
+        order.append(id(runtime))
+        return real_call(runtime, batch)
+
+    monkeypatch.setattr(timing, "timed_call", recording)
+    code, _, err = cli(monkeypatch, capsys, "bench", exports["pruned"], "--compare", exports["dense"],
+                       "--seq-len", 8, "--batch-size", "2", "--iterations", 4, "--warmup", 1)
+    assert code == 0, err
+    first, second = order[:2]  # the warm-up pair, in the given order
+    assert order[2:] == [first, second, second, first, first, second, second, first]
+
+
 # ------------------------------------------------------------------------------------------------ bad options
 
 @pytest.mark.parametrize("args,message", [

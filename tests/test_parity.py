@@ -102,9 +102,9 @@ def check_specs(model, specs, batches):
         assert stats["kept_last"] < 0.9 * stats["tokens"], "almost nothing was dropped: the test would prove little"
 
 
-@pytest.mark.parametrize("arch, separate_qkv, buckets", [("bert", False, None), ("roberta", False, None),
-                                                         ("bert", True, None), ("bert", True, BATCHED_BUCKETS),
-                                                         ("roberta", False, TINY_BUCKETS)])
+@pytest.mark.parametrize("arch, separate_qkv, buckets", [
+    ("bert", False, None), ("roberta", False, None), ("bert", True, None), ("bert", True, BATCHED_BUCKETS),
+    ("roberta", False, TINY_BUCKETS)])
 def test_random_weights_match_masked_reference(arch, separate_qkv, buckets, make_bert, make_roberta, monkeypatch):
     """``separate_qkv``: attention in the three-GEMM form an OpenVINO export traces (``SelfAttention``); ``buckets``:
     row counts and attention lengths rounded up as the OpenVINO INT8 graph does (``Encoder.buckets``), with the
