@@ -29,6 +29,7 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RETRY_S = 0.05  # how often a signal held back while an extension module loads is sent again
 _received: int | None = None  # the first signal seen since handle_signals() was entered
+_active = False  # inside a handle_signals() block
 _retry: threading.Timer | None = None  # set while a signal is held back (module docstring) and not yet raised
 _lock = threading.Lock()
 
@@ -44,6 +45,17 @@ class Interrupted(KeyboardInterrupt):
 def received() -> int | None:
     """The first signal that arrived inside the last ``handle_signals()`` block, or None."""
     return _received
+
+
+def raise_if_received() -> None:
+    """Raise ``Interrupted`` if a signal arrived inside the ``handle_signals()`` block running now.
+
+    Called before an output is committed: a library may catch the ``KeyboardInterrupt`` and carry on (torch's
+    exporter turns it into a ``TypeError`` and tries its next capture strategy), and the interrupted run must
+    still end without its output. Outside a block it does nothing.
+    """
+    if _active and _received is not None:
+        raise Interrupted(_received)
 
 
 def exit_code(signum: int) -> int:
@@ -116,7 +128,7 @@ def handle_signals():
     thread, where Python cannot install handlers, the block runs unchanged. A signal held back while an extension
     module loads (module docstring) that is still pending when the block ends raises ``Interrupted`` there.
     """
-    global _received
+    global _received, _active
     _received = None
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -126,9 +138,11 @@ def handle_signals():
         if old is not signal.SIG_IGN:
             signal.signal(s, _handler)
             off_alternate_stack(s)
+    _active = True
     try:
         yield
     finally:
+        _active = False
         held = _drop_resend()
         _restore(previous, held)
     if held:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ltp_deploy.errors import WRITE_FAULTS, LtpDeployError, os_error_message
+from ltp_deploy.interrupts import raise_if_received
 from ltp_deploy.output_locks import (busy_message, claim, describe_removed, lock_path, remove_stale,
                                      remove_stale_scratch, temp_prefix, writer_of)
 from ltp_deploy.paths import is_symlink_loop
@@ -240,6 +241,7 @@ def atomic_dir(final: str | Path, kind: str = "export", *, inputs: Iterable[str 
             try:
                 os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700: the output gets mkdir's usual mode
                 yield tmp
+                raise_if_received()
                 check_output(final, kind, inputs=inputs, overwrite=overwrite)
                 _replace(tmp, final)
                 made = []
@@ -335,6 +337,7 @@ def write_file(path: str | Path, write, kind: str, *, inputs: Iterable[str | Pat
                 finally:
                     os.close(fd)
                 write(tmp)
+                raise_if_received()
                 check_output(path, kind, inputs=inputs, overwrite=overwrite)
                 os.replace(tmp, path)
                 made = []
