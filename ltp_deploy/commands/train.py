@@ -77,7 +77,7 @@ def train(
         "--target-flops-reduction nor --lambda is given).", rich_help_panel=_T)] = None,
     tune_examples: Annotated[Optional[int], typer.Option(
         "--tune-examples", help="Size of that tuning slice: seeded training examples, at most a tenth of them, "
-        "held out of training when --max-metric-drop applies (default 2000; IMDB 500).", rich_help_panel=_T)] = None,
+        "held out of training when --max-metric-drop applies (default 2000).", rich_help_panel=_T)] = None,
     lambda_: Annotated[Optional[float], typer.Option(
         "--lambda", help="LTP's fixed penalty instead of a budget: weight of sum over layers of mean(soft mask); "
         "larger keeps fewer tokens.", rich_help_panel=_T)] = None,

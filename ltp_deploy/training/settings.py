@@ -134,7 +134,7 @@ class TrainSettings:
     # training examples, held out of training) stays within this many points of the dense model's on that slice.
     # None: the task's (1.0) when neither --target-flops-reduction nor --lambda is given; otherwise off.
     max_metric_drop: float | None = None
-    tune_examples: int | None = None  # None: the task's (2,000; IMDB 500), at most a tenth of the training examples
+    tune_examples: int | None = None  # None: the task's (2,000), at most a tenth of the training examples
     overwrite: bool = False  # replace existing outputs that ltp-deploy did not write
 
     def validate(self) -> None:
