@@ -110,7 +110,9 @@ def test_task_recipes_fill_what_is_not_given():
     assert given.resolved() == given
     # The default budget is an upper bound held to a metric drop; a budget or a penalty given by name is not.
     assert sst2.max_metric_drop == imdb.max_metric_drop == 1.0 and given.max_metric_drop is None
-    assert (sst2.tune_examples, imdb.tune_examples) == (2000, r.tune_examples) and r.tune_examples < 2000
+    # IMDB holds on 2,000 reviews too: 500 let a 2.85-point dev drop through (docs/results/imdb.md).
+    assert sst2.tune_examples == imdb.tune_examples == r.tune_examples == 2000
+    assert TrainSettings(model="m", task="imdb", output="o", tune_examples=300).resolved().tune_examples == 300
     assert TrainSettings(model="m", task="sst2", output="o", target_flops_reduction=2.5).resolved().max_metric_drop \
         is None
     assert TrainSettings(model="m", task="sst2", output="o", target_flops_reduction=2.5,
